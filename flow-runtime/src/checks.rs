@@ -1,0 +1,224 @@
+//! The traits whose bounds check a flow's wiring at compile time.
+//!
+//! `flow!` emits one fully qualified call per argument, spanned at the user's token, e.g.
+//! `<_ as TaskInput<_, clean>>::check(offered, expected)`. Each trait has a single impl
+//! that holds exactly when the wiring is right, so a mistake is an `E0277` whose message
+//! (below) names the task and both types. Not public API.
+
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::marker::PhantomData;
+
+use crate::builder::{self, Arg, Single};
+use crate::graph::Source;
+use crate::value::{self, Value};
+
+/// A value offered to a task parameter of type `E`.
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` expects `{E}` for this argument, but it is a `{Self}`",
+    label = "expected `{E}`, found `{Self}`",
+    note = "this parameter of `{Tk}` has type `{E}`; the value passed here is a `{Self}`"
+)]
+pub trait TaskInput<E, Tk> {
+    /// Compiles only when `Self` is `E`.
+    #[inline(always)]
+    fn check(_offered: PhantomData<Self>, _expected: PhantomData<E>) {}
+}
+
+impl<T, Tk> TaskInput<T, Tk> for T {}
+
+/// The results of a mapped task offered to a parameter of type `E` (must be `Vec<Self>`).
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` expects `{E}` for this argument, but it is a mapped collection of `{Self}`",
+    label = "one `{Self}` per child of a `.map(..)`",
+    note = "to run `{Tk}` once per element, write `{Tk}.map(..)`",
+    note = "to consume the whole collection at once, give the parameter type `Vec<{Self}>`"
+)]
+pub trait MappedInput<E, Tk> {
+    /// Compiles only when `E` is `Vec<Self>`.
+    #[inline(always)]
+    fn check(_offered: PhantomData<Self>, _expected: PhantomData<E>) {}
+}
+
+impl<T, Tk> MappedInput<Vec<T>, Tk> for T {}
+
+/// An element offered to a mapped task's parameter of type `E`.
+#[diagnostic::on_unimplemented(
+    message = "`{Tk}.map(..)` expects elements of type `{E}`, but this collection yields `{Self}`",
+    label = "yields `{Self}`, expected `{E}`",
+    note = "this parameter of `{Tk}` has type `{E}`; each child receives one element of the collection"
+)]
+pub trait MapElement<E, Tk> {
+    /// Compiles only when `Self` is `E`.
+    #[inline(always)]
+    fn check(_offered: PhantomData<Self>, _expected: PhantomData<E>) {}
+}
+
+impl<T, Tk> MapElement<T, Tk> for T {}
+
+/// A value that a `.map(..)` can fan out over: a `Vec`, `VecDeque`, array, `BTreeSet`
+/// or `HashSet` (concrete impls, so a non-collection gets this trait's message).
+#[diagnostic::on_unimplemented(
+    message = "`{Tk}.map(..)` needs a collection to fan out over, but this argument is a `{Self}`",
+    label = "not a collection: `{Self}`",
+    note = "`.map(..)` runs `{Tk}` once per element of a `Vec`, `VecDeque`, array, `BTreeSet` or `HashSet`",
+    note = "to pass the same value to every child, wrap it: `unmapped(..)`"
+)]
+pub trait MapOver<Tk>: Sized {
+    /// The element type.
+    type Item;
+
+    /// Splits a value holding `Self` into one value per element, in order.
+    fn split(v: Value) -> Vec<Value>;
+
+    /// The mapped argument: child `i` receives element `i`.
+    #[inline(always)]
+    fn fan_out(h: &Single<Self>) -> Arg<Self::Item> {
+        builder::fan_out(h.source(), Self::split)
+    }
+
+    /// A constant collection mapped over.
+    #[inline(always)]
+    fn fan_out_const(v: Self, text: &'static str) -> Arg<Self::Item>
+    where
+        Self: Send + Sync + 'static,
+    {
+        builder::fan_out(Source::Const(value::value(v), text), Self::split)
+    }
+}
+
+fn split_iter<C, T>(v: Value) -> Vec<Value>
+where
+    C: Clone + IntoIterator<Item = T> + Send + Sync + 'static,
+    T: Send + Sync + 'static,
+{
+    match value::take::<C>(v) {
+        Ok(c) => c.into_iter().map(value::value).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+macro_rules! collection {
+    ($($ty:ty => [$($bound:tt)*]),+ $(,)?) => {$(
+        impl<T: Clone + Send + Sync + 'static $($bound)*, Tk> MapOver<Tk> for $ty {
+            type Item = T;
+            fn split(v: Value) -> Vec<Value> {
+                split_iter::<$ty, T>(v)
+            }
+        }
+    )+};
+}
+
+collection! {
+    Vec<T> => [],
+    VecDeque<T> => [],
+    BTreeSet<T> => [+ Ord],
+    HashSet<T> => [+ Eq + std::hash::Hash],
+}
+
+impl<T: Clone + Send + Sync + 'static, const N: usize, Tk> MapOver<Tk> for [T; N] {
+    type Item = T;
+    fn split(v: Value) -> Vec<Value> {
+        split_iter::<[T; N], T>(v)
+    }
+}
+
+/// A task's signature seen through the number of arguments written in the flow.
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` does not take {N} argument(s)",
+    label = "`{Tk}` called with {N} argument(s)",
+    note = "`{Tk}` has signature `{Self}`"
+)]
+pub trait Arity<const N: usize, Tk> {
+    /// One `PhantomData<A>` per parameter.
+    type Params;
+    /// The parameter types, as values the checks can infer from.
+    fn params() -> Self::Params;
+}
+
+macro_rules! arity {
+    ($n:literal; $($a:ident),*) => {
+        #[diagnostic::do_not_recommend]
+        impl<Tk, R, $($a),*> Arity<$n, Tk> for fn($($a),*) -> R {
+            type Params = ($(PhantomData<$a>,)*);
+            #[inline(always)]
+            fn params() -> Self::Params {
+                ($(PhantomData::<$a>,)*)
+            }
+        }
+    };
+}
+
+arity!(0;);
+arity!(1; A);
+arity!(2; A, B);
+arity!(3; A, B, C);
+arity!(4; A, B, C, D);
+arity!(5; A, B, C, D, E);
+arity!(6; A, B, C, D, E, F);
+arity!(7; A, B, C, D, E, F, G);
+arity!(8; A, B, C, D, E, F, G, H);
+arity!(9; A, B, C, D, E, F, G, H, I);
+arity!(10; A, B, C, D, E, F, G, H, I, J);
+arity!(11; A, B, C, D, E, F, G, H, I, J, K);
+arity!(12; A, B, C, D, E, F, G, H, I, J, K, L);
+
+/// A flow's final value against its declared output type `O`.
+#[diagnostic::on_unimplemented(
+    message = "flow `{F}` declares output `{O}`, but its final step produces `{Self}`",
+    label = "produces `{Self}`",
+    note = "change the flow's return type to `{Self}`, or end the flow with a step that produces `{O}`"
+)]
+pub trait FlowOutput<O, F> {
+    /// Compiles only when `Self` is `O`.
+    #[inline(always)]
+    fn check(_offered: PhantomData<Self>, _expected: PhantomData<O>) {}
+}
+
+impl<T, F> FlowOutput<T, F> for T {}
+
+/// What a task may return as its error.
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` returns errors of type `{Self}`, which cannot become a `TaskError`",
+    label = "error type `{Self}`",
+    note = "return `Result<T, E>` where `E` implements `std::error::Error + Send + Sync + 'static`, or return `TaskError` (`TaskError::fail(..)`, `TaskError::skip(..)`)"
+)]
+pub trait IntoTaskError<Tk> {
+    /// The conversion.
+    fn into_task_error(self) -> crate::TaskError;
+}
+
+impl<E: Into<crate::TaskError>, Tk> IntoTaskError<Tk> for E {
+    #[inline(always)]
+    fn into_task_error(self) -> crate::TaskError {
+        self.into()
+    }
+}
+
+/// A task input or output type that can cross a process boundary (to a cluster worker).
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` cannot send `{Self}` to a worker: task inputs and outputs need serde's `Serialize` and `Deserialize`",
+    label = "`{Self}` lacks `Serialize`/`Deserialize`",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`",
+    note = "or mark the task `#[task(local)]` to keep it on the local executor (a cluster executor then refuses it)"
+)]
+pub trait Portable<Tk> {
+    /// Compiles only for serde types.
+    #[inline(always)]
+    fn check(_: PhantomData<Self>) {}
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned, Tk> Portable<Tk> for T {}
+
+/// A task input or output type the engine can hold and share.
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` cannot pass `{Self}` between tasks: task inputs and outputs must be `Clone + Send + Sync + 'static`",
+    label = "`{Self}` is not `Clone + Send + Sync + 'static`",
+    note = "results are shared between downstream tasks and threads; derive `Clone`, and use `Arc` rather than `Rc` or references"
+)]
+pub trait Shareable<Tk> {
+    /// Compiles only for shareable types.
+    #[inline(always)]
+    fn check(_: PhantomData<Self>) {}
+}
+
+impl<T: Clone + Send + Sync + 'static, Tk> Shareable<Tk> for T {}

@@ -1,0 +1,157 @@
+//! Errors: what a task signals, and what a flow reports.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// What a task body returns when it does not produce a value.
+///
+/// Any `std::error::Error` converts into it with `?`, as a failure. [`TaskError::skip`]
+/// ends the task `Skipped` (and, by default, skips what depends on it);
+/// [`TaskError::fail`] ends the attempt `Failed` with a message.
+///
+/// Like `anyhow::Error`, `TaskError` does not implement `std::error::Error` itself, which
+/// is what lets every error type convert into it.
+pub struct TaskError {
+    kind: SignalKind,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+/// Which signal a [`TaskError`] carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignalKind {
+    /// The attempt failed; it is retried while retries remain.
+    Fail,
+    /// The task is skipped; it is never retried.
+    Skip,
+}
+
+impl TaskError {
+    /// Fails this attempt with a message.
+    pub fn fail(message: impl Into<String>) -> Self {
+        TaskError {
+            kind: SignalKind::Fail,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Skips the task: it ends `Skipped`, and downstream tasks with
+    /// `skip_on_upstream_skip` (the default) are skipped too.
+    pub fn skip(message: impl Into<String>) -> Self {
+        TaskError {
+            kind: SignalKind::Skip,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The signal.
+    pub fn kind(&self) -> SignalKind {
+        self.kind
+    }
+
+    /// `true` for [`TaskError::skip`].
+    pub fn is_skip(&self) -> bool {
+        self.kind == SignalKind::Skip
+    }
+
+    /// The message, with the chain of sources for a converted error.
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+
+    /// The error this one was converted from.
+    pub fn source(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        self.source.as_deref()
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        let mut next = self.source.as_deref().and_then(|e| e.source());
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskError")
+            .field("kind", &self.kind)
+            .field("message", &self.to_string())
+            .finish()
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for TaskError {
+    fn from(error: E) -> Self {
+        TaskError {
+            kind: SignalKind::Fail,
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
+/// What a flow reports: a failed run, or a parameter or option that was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlowError {
+    /// The flow run ended `Failed`.
+    #[error("flow `{flow}` failed: {}", describe_failures(.failed))]
+    Failed {
+        /// The flow's name.
+        flow: String,
+        /// Each failed task run (`clean[3]`) with its state.
+        failed: Vec<(String, String)>,
+    },
+    /// `with_param` named a parameter the flow does not declare.
+    #[error("flow `{flow}` has no parameter `{name}`; its parameters are: {known}")]
+    UnknownParam {
+        /// The flow's name.
+        flow: String,
+        /// The name given.
+        name: String,
+        /// The declared parameters, with their types.
+        known: String,
+    },
+    /// A parameter value does not fit the parameter's type.
+    #[error("parameter `{name}` of flow `{flow}` expects a `{expected}`: {reason}")]
+    InvalidParam {
+        /// The flow's name.
+        flow: String,
+        /// The parameter.
+        name: String,
+        /// Its declared type.
+        expected: String,
+        /// What was wrong with the value given.
+        reason: String,
+    },
+    /// A reference task name that is not a task of the flow.
+    #[error("flow `{flow}` has no task `{name}`; its tasks are: {known}")]
+    UnknownTask {
+        /// The flow's name.
+        flow: String,
+        /// The name given.
+        name: String,
+        /// The flow's task names.
+        known: String,
+    },
+}
+
+fn describe_failures(failed: &[(String, String)]) -> String {
+    if failed.is_empty() {
+        return "no task failed, but the flow produced no output".to_owned();
+    }
+    failed
+        .iter()
+        .map(|(task, state)| format!("`{task}` ({state})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

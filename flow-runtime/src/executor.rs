@@ -1,0 +1,73 @@
+//! Where task bodies run.
+
+use std::num::NonZeroUsize;
+
+/// Runs tasks in this process: async tasks on tokio, sync tasks on a compute pool sized
+/// to the cores, at most `max_concurrency` task runs at once. The default executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalExecutor {
+    pub(crate) max_concurrency: usize,
+    pub(crate) sync_threads: usize,
+}
+
+impl LocalExecutor {
+    /// At most 1024 task runs in flight; as many sync task runs at once as there are cores.
+    pub fn new() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        LocalExecutor {
+            max_concurrency: 1024,
+            sync_threads: cores,
+        }
+    }
+
+    /// Caps how many task runs (sync and async together) run at once; at least 1.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// Sets how many sync task bodies run at once on the compute pool; at least 1.
+    pub fn sync_threads(mut self, n: usize) -> Self {
+        self.sync_threads = n.max(1);
+        self
+    }
+}
+
+impl Default for LocalExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs one task run at a time, in declaration order, depth first through maps: for
+/// debugging, and for tests that want a deterministic order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SequentialExecutor;
+
+/// The executor a flow runs on; built from [`LocalExecutor`] or [`SequentialExecutor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Executor {
+    /// See [`LocalExecutor`].
+    Local(LocalExecutor),
+    /// See [`SequentialExecutor`].
+    Sequential,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor::Local(LocalExecutor::new())
+    }
+}
+
+impl From<LocalExecutor> for Executor {
+    fn from(e: LocalExecutor) -> Self {
+        Executor::Local(e)
+    }
+}
+
+impl From<SequentialExecutor> for Executor {
+    fn from(_: SequentialExecutor) -> Self {
+        Executor::Sequential
+    }
+}

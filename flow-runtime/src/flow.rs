@@ -1,0 +1,211 @@
+//! A flow ready to run: its graph, parameter values and run options.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::engine;
+use crate::error::FlowError;
+use crate::executor::Executor;
+use crate::graph::{Graph, NodeId};
+use crate::run::FlowRun;
+use crate::value::Value;
+
+/// A flow with its parameter values, ready to run; `flow!` generates a function that
+/// returns one. `O` is the flow's output type.
+///
+/// A `Flow` can be run any number of times; each run gets a new run id.
+pub struct Flow<O> {
+    graph: Arc<Graph>,
+    params: Vec<Value>,
+    options: RunOptions,
+    _output: PhantomData<fn() -> O>,
+}
+
+/// How a flow runs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RunOptions {
+    pub(crate) executor: Executor,
+    pub(crate) reference: Option<Vec<NodeId>>,
+    pub(crate) keep_results: bool,
+}
+
+impl<O> Clone for Flow<O> {
+    fn clone(&self) -> Self {
+        Flow {
+            graph: Arc::clone(&self.graph),
+            params: self.params.clone(),
+            options: self.options.clone(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<O> fmt::Debug for Flow<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Flow")
+            .field("name", &self.graph.name)
+            .field("tasks", &self.graph.nodes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O: Send + Sync + 'static> Flow<O> {
+    /// Wraps a graph; parameters start at their defaults.
+    pub fn from_graph(graph: Graph) -> Self {
+        let params = graph.params.iter().map(|p| Arc::clone(&p.default)).collect();
+        Flow {
+            graph: Arc::new(graph),
+            params,
+            options: RunOptions::default(),
+            _output: PhantomData,
+        }
+    }
+
+    /// The flow's name.
+    pub fn name(&self) -> &'static str {
+        self.graph.name
+    }
+
+    /// The flow's doc comment.
+    pub fn description(&self) -> &'static str {
+        self.graph.description
+    }
+
+    /// The flow's graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Sets a parameter by name. The value goes through serde, so `"x.csv"` sets a
+    /// `String` parameter and `3` a `u64` one.
+    ///
+    /// # Errors
+    /// [`FlowError::UnknownParam`] for a name the flow does not declare (the error lists
+    /// the parameters), [`FlowError::InvalidParam`] for a value that does not fit the
+    /// parameter's type.
+    pub fn with_param(self, name: &str, value: impl Serialize) -> Result<Self, FlowError> {
+        let json = serde_json::to_value(value).map_err(|e| self.invalid(name, e.to_string()))?;
+        self.with_param_json(name, json)
+    }
+
+    /// Sets a parameter from a JSON value (as the CLI does for `--param k=v`).
+    ///
+    /// # Errors
+    /// As [`Flow::with_param`].
+    pub fn with_param_json(mut self, name: &str, json: serde_json::Value) -> Result<Self, FlowError> {
+        let Some(index) = self.graph.params.iter().position(|p| p.name == name) else {
+            return Err(FlowError::UnknownParam {
+                flow: self.graph.name.to_owned(),
+                name: name.to_owned(),
+                known: self.param_list(),
+            });
+        };
+        let value =
+            (self.graph.params[index].from_json)(json).map_err(|reason| self.invalid(name, reason))?;
+        self.params[index] = value;
+        Ok(self)
+    }
+
+    /// The current value of every parameter, as JSON, in declaration order.
+    pub fn params(&self) -> Vec<(&'static str, serde_json::Value)> {
+        self.graph
+            .params
+            .iter()
+            .zip(&self.params)
+            .map(|(spec, v)| (spec.name, (spec.to_json)(v)))
+            .collect()
+    }
+
+    /// Runs the flow on this executor ([`crate::LocalExecutor`] by default).
+    pub fn executor(mut self, executor: impl Into<Executor>) -> Self {
+        self.options.executor = executor.into();
+        self
+    }
+
+    /// The tasks whose states decide the flow's state (by default, the terminal tasks:
+    /// those nothing depends on).
+    ///
+    /// # Errors
+    /// [`FlowError::UnknownTask`] for a name that is not a task of the flow.
+    pub fn reference_tasks<'a>(
+        mut self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, FlowError> {
+        let mut ids = Vec::new();
+        for name in names {
+            match self.graph.node_by_name(name) {
+                Some(id) => ids.push(id),
+                None => {
+                    return Err(FlowError::UnknownTask {
+                        flow: self.graph.name.to_owned(),
+                        name: name.to_owned(),
+                        known: self
+                            .graph
+                            .nodes
+                            .iter()
+                            .map(|n| format!("`{}`", n.name))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+            }
+        }
+        self.options.reference = Some(ids);
+        Ok(self)
+    }
+
+    /// Keeps every task result in the run result (by default a result is released as soon
+    /// as no task needs it, so memory stays bounded on large maps; terminal tasks' results
+    /// and the output are always kept).
+    pub fn keep_results(mut self) -> Self {
+        self.options.keep_results = true;
+        self
+    }
+
+    /// Runs the flow to completion and returns its run result.
+    pub async fn run(&self) -> FlowRun<O> {
+        let record =
+            engine::execute(Arc::clone(&self.graph), self.params.clone(), self.options.clone()).await;
+        FlowRun::new(record)
+    }
+
+    /// The graph in Graphviz DOT (mapped tasks marked).
+    pub fn to_dot(&self) -> String {
+        crate::render::to_dot(&self.graph)
+    }
+
+    /// The graph as a Mermaid flowchart (mapped tasks marked).
+    pub fn to_mermaid(&self) -> String {
+        crate::render::to_mermaid(&self.graph)
+    }
+
+    fn invalid(&self, name: &str, reason: String) -> FlowError {
+        let expected = self
+            .graph
+            .params
+            .iter()
+            .find(|p| p.name == name)
+            .map_or("?", |p| p.ty);
+        FlowError::InvalidParam {
+            flow: self.graph.name.to_owned(),
+            name: name.to_owned(),
+            expected: expected.to_owned(),
+            reason,
+        }
+    }
+
+    fn param_list(&self) -> String {
+        if self.graph.params.is_empty() {
+            return "(none)".to_owned();
+        }
+        self.graph
+            .params
+            .iter()
+            .map(|p| format!("`{}: {}`", p.name, p.ty))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

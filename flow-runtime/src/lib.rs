@@ -1,0 +1,35 @@
+//! The runtime of [tideflow](https://docs.rs/tideflow): the graph a flow is, the states
+//! its task runs go through, and the engine that runs it.
+//!
+//! Users depend on the `tideflow` crate, which re-exports what is public here; the macros
+//! in `flow-macros` generate code against [`builder`], [`checks`] and [`task`].
+
+#![warn(missing_docs)]
+
+pub mod builder;
+pub mod checks;
+pub mod context;
+mod engine;
+pub mod error;
+pub mod executor;
+pub mod flow;
+pub mod graph;
+mod render;
+pub mod run;
+pub mod state;
+pub mod task;
+pub mod value;
+
+pub use context::{FlowRunId, TaskContext, TaskRunId};
+pub use error::{FlowError, SignalKind, TaskError};
+pub use executor::{Executor, LocalExecutor, SequentialExecutor};
+pub use flow::Flow;
+pub use graph::{Graph, Input, Node, NodeId, ParamSpec, Source};
+pub use run::{FlowRun, TaskRun};
+pub use state::State;
+pub use task::{
+    find_task, registered_tasks, Task, TaskBody, TaskDef, TaskOptions, TaskParam, TaskRegistration, Trigger,
+};
+
+#[doc(hidden)]
+pub use inventory;

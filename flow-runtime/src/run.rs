@@ -1,0 +1,311 @@
+//! The result of a flow run: a plain, typed value to assert on.
+
+use std::fmt::{self, Write as _};
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::context::FlowRunId;
+use crate::error::FlowError;
+use crate::state::State;
+use crate::value::Value;
+
+/// What the engine records of one flow run.
+#[derive(Debug)]
+pub(crate) struct RunRecord {
+    pub(crate) id: FlowRunId,
+    pub(crate) flow: &'static str,
+    pub(crate) state: State,
+    pub(crate) tasks: Vec<TaskRun>,
+    pub(crate) output: Option<Value>,
+    pub(crate) started_at: SystemTime,
+    pub(crate) ended_at: SystemTime,
+}
+
+/// One task run (or a mapped task with its children) as it ended.
+#[derive(Clone)]
+pub struct TaskRun {
+    pub(crate) name: Arc<str>,
+    pub(crate) task_name: &'static str,
+    pub(crate) map_index: Option<usize>,
+    pub(crate) state: State,
+    pub(crate) attempts: u32,
+    pub(crate) started_at: Option<SystemTime>,
+    pub(crate) ended_at: Option<SystemTime>,
+    pub(crate) result: Option<Value>,
+    pub(crate) children: Vec<TaskRun>,
+}
+
+impl TaskRun {
+    /// The task's name in the flow (its binding, or the task name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `clean[3]` for a mapped child, the name otherwise.
+    pub fn full_name(&self) -> String {
+        match self.map_index {
+            Some(i) => format!("{}[{i}]", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
+    /// The task's own name (`#[task(name = ..)]`, or its function's name).
+    pub fn task_name(&self) -> &'static str {
+        self.task_name
+    }
+
+    /// The child's index in its map.
+    pub fn map_index(&self) -> Option<usize> {
+        self.map_index
+    }
+
+    /// The final state (`Mapped` for a mapped task: see [`TaskRun::children`]).
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// How many times the body was started (0 when it never ran).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// When the first attempt started.
+    pub fn started_at(&self) -> Option<SystemTime> {
+        self.started_at
+    }
+
+    /// When the run reached its final state.
+    pub fn ended_at(&self) -> Option<SystemTime> {
+        self.ended_at
+    }
+
+    /// From the first attempt's start to the final state.
+    pub fn duration(&self) -> Option<Duration> {
+        let (start, end) = (self.started_at?, self.ended_at?);
+        end.duration_since(start).ok()
+    }
+
+    /// The children of a mapped task, in map order (empty otherwise).
+    pub fn children(&self) -> &[TaskRun] {
+        &self.children
+    }
+
+    /// The result, if the task succeeded and the result was kept (terminal tasks always;
+    /// others with [`crate::Flow::keep_results`]). `None` also when `T` is not the
+    /// task's output type.
+    pub fn result<T: 'static>(&self) -> Option<&T> {
+        self.result.as_ref()?.downcast_ref::<T>()
+    }
+
+    /// Failed, or (for a mapped task) any child failed.
+    pub fn is_failed(&self) -> bool {
+        self.state.is_failed() || self.children.iter().any(TaskRun::is_failed)
+    }
+
+    pub(crate) fn failures(&self, out: &mut Vec<(String, String)>) {
+        if self.state.is_failed() {
+            out.push((self.full_name(), self.state.to_string()));
+        }
+        for c in &self.children {
+            c.failures(out);
+        }
+    }
+}
+
+impl fmt::Debug for TaskRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRun")
+            .field("name", &self.full_name())
+            .field("state", &self.state)
+            .field("attempts", &self.attempts)
+            .field("children", &self.children.len())
+            .finish()
+    }
+}
+
+/// The result of a flow run: its final state, every task run, and the typed output.
+pub struct FlowRun<O> {
+    record: RunRecord,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<O> fmt::Debug for FlowRun<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowRun")
+            .field("id", &self.record.id)
+            .field("flow", &self.record.flow)
+            .field("state", &self.record.state)
+            .field("tasks", &self.record.tasks)
+            .finish()
+    }
+}
+
+impl<O: 'static> FlowRun<O> {
+    pub(crate) fn new(record: RunRecord) -> Self {
+        FlowRun {
+            record,
+            _output: PhantomData,
+        }
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> FlowRunId {
+        self.record.id
+    }
+
+    /// The flow's name.
+    pub fn flow_name(&self) -> &'static str {
+        self.record.flow
+    }
+
+    /// `Success` or `Failed`, decided by the reference tasks.
+    pub fn state(&self) -> &State {
+        &self.record.state
+    }
+
+    /// Every task run, in declaration order.
+    pub fn tasks(&self) -> &[TaskRun] {
+        &self.record.tasks
+    }
+
+    /// The task run named `name` (its binding, else its task name), if there is one.
+    pub fn try_task(&self, name: &str) -> Option<&TaskRun> {
+        self.record.tasks.iter().find(|t| &*t.name == name)
+    }
+
+    /// The task run named `name` (its binding, else its task name).
+    ///
+    /// # Panics
+    /// When the flow has no such task; the message lists the names it has. Use
+    /// [`FlowRun::try_task`] where the name is not known to be right.
+    pub fn task(&self, name: &str) -> &TaskRun {
+        match self.try_task(name) {
+            Some(t) => t,
+            None => panic!(
+                "flow `{}` has no task named `{name}`; its tasks are: {}",
+                self.record.flow,
+                self.record
+                    .tasks
+                    .iter()
+                    .map(|t| format!("`{}`", t.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// Every failed task run (`clean[3]`) with its state.
+    pub fn failed_tasks(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for t in &self.record.tasks {
+            t.failures(&mut out);
+        }
+        out
+    }
+
+    /// The flow's output when it succeeded.
+    ///
+    /// # Errors
+    /// [`FlowError::Failed`] naming the failed tasks when the flow failed.
+    pub fn output(&self) -> Result<&O, FlowError> {
+        if self.record.state.is_successful() {
+            if let Some(v) = self.record.output.as_ref().and_then(|v| v.downcast_ref::<O>()) {
+                return Ok(v);
+            }
+        }
+        Err(FlowError::Failed {
+            flow: self.record.flow.to_owned(),
+            failed: self.failed_tasks(),
+        })
+    }
+
+    /// The flow's output, moved out of the run.
+    ///
+    /// # Errors
+    /// As [`FlowRun::output`].
+    pub fn into_output(self) -> Result<O, FlowError>
+    where
+        O: Clone + Send + Sync,
+    {
+        self.output()?;
+        let failed = FlowError::Failed {
+            flow: self.record.flow.to_owned(),
+            failed: Vec::new(),
+        };
+        let value = self.record.output.ok_or_else(|| failed.clone())?;
+        match value.downcast::<O>() {
+            Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())),
+            Err(_) => Err(failed),
+        }
+    }
+
+    /// When the run started and ended.
+    pub fn duration(&self) -> Duration {
+        self.record
+            .ended_at
+            .duration_since(self.record.started_at)
+            .unwrap_or_default()
+    }
+
+    /// A table of the run: one row per task, with its state, attempts and duration, and
+    /// for mapped tasks the count of children in each state.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "flow `{}` run {}: {} in {:.3}s",
+            self.record.flow,
+            self.record.id,
+            self.record.state,
+            self.duration().as_secs_f64()
+        );
+        let width = self
+            .record
+            .tasks
+            .iter()
+            .map(|t| t.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "  {:width$}  {:<14} {:>8} {:>10}",
+            "task", "state", "attempts", "seconds"
+        );
+        for t in &self.record.tasks {
+            let secs = t
+                .duration()
+                .map_or("-".to_owned(), |d| format!("{:.3}", d.as_secs_f64()));
+            let _ = writeln!(
+                out,
+                "  {:width$}  {:<14} {:>8} {:>10}",
+                t.name,
+                t.state.name(),
+                t.attempts,
+                secs
+            );
+            if !t.children.is_empty() {
+                let mut counts: Vec<(&'static str, usize)> = Vec::new();
+                for c in &t.children {
+                    match counts.iter_mut().find(|(n, _)| *n == c.state.name()) {
+                        Some((_, k)) => *k += 1,
+                        None => counts.push((c.state.name(), 1)),
+                    }
+                }
+                let retried = t.children.iter().filter(|c| c.attempts > 1).count();
+                let parts: Vec<String> = counts.iter().map(|(n, k)| format!("{k} {n}")).collect();
+                let _ = writeln!(
+                    out,
+                    "  {:width$}    children: {}; {retried} retried",
+                    "",
+                    parts.join(", ")
+                );
+            }
+        }
+        for (task, state) in self.failed_tasks() {
+            let _ = writeln!(out, "  failed: {task}: {state}");
+        }
+        out
+    }
+}

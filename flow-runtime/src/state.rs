@@ -1,0 +1,130 @@
+//! The states of task runs and flow runs.
+
+use std::fmt;
+use std::time::SystemTime;
+
+/// The state of a task run (or of a flow run, which uses `Success` and `Failed`).
+///
+/// `Success`, `Skipped` and `Mapped` are successful; `Failed` and `TriggerFailed` are
+/// failed. A mapped task ends `Mapped`; its children carry their own states, and a failed
+/// child fails the flow when the mapped task is a reference task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum State {
+    /// Not started: waiting for its upstream tasks.
+    Pending,
+    /// The task body is running (attempt number is in the task run).
+    Running,
+    /// An attempt failed; the next one (`attempt`, counted from 1) starts at `at`.
+    Retrying {
+        /// The attempt that will run next.
+        attempt: u32,
+        /// When it will start.
+        at: SystemTime,
+    },
+    /// The task returned a value.
+    Success,
+    /// The task returned an error, signalled failure or panicked, on its last attempt.
+    Failed {
+        /// The error, signal or panic message.
+        message: String,
+    },
+    /// The task did not run because its trigger did not pass, or an input it needs
+    /// was not produced.
+    TriggerFailed {
+        /// Which upstream states failed the trigger.
+        message: String,
+    },
+    /// The task signalled skip, or an upstream task was skipped.
+    Skipped {
+        /// Why.
+        message: String,
+    },
+    /// A mapped task that has spawned `children` child runs.
+    Mapped {
+        /// How many children the map spawned.
+        children: usize,
+    },
+}
+
+impl State {
+    /// `Failed` or `TriggerFailed`.
+    pub fn is_failed(&self) -> bool {
+        matches!(self, State::Failed { .. } | State::TriggerFailed { .. })
+    }
+
+    /// `TriggerFailed` only.
+    pub fn is_trigger_failed(&self) -> bool {
+        matches!(self, State::TriggerFailed { .. })
+    }
+
+    /// `Success`, `Skipped` or `Mapped`.
+    pub fn is_successful(&self) -> bool {
+        matches!(
+            self,
+            State::Success | State::Skipped { .. } | State::Mapped { .. }
+        )
+    }
+
+    /// `Success` only.
+    pub fn is_success(&self) -> bool {
+        matches!(self, State::Success)
+    }
+
+    /// `Skipped`.
+    pub fn is_skipped(&self) -> bool {
+        matches!(self, State::Skipped { .. })
+    }
+
+    /// `Mapped`.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, State::Mapped { .. })
+    }
+
+    /// `Pending`.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, State::Pending)
+    }
+
+    /// A final state: nothing more will happen to this run.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, State::Pending | State::Running | State::Retrying { .. })
+    }
+
+    /// The message of a failed or skipped state.
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            State::Failed { message } | State::TriggerFailed { message } | State::Skipped { message } => {
+                Some(message)
+            }
+            _ => None,
+        }
+    }
+
+    /// The state's name, as logs and summaries print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            State::Pending => "Pending",
+            State::Running => "Running",
+            State::Retrying { .. } => "Retrying",
+            State::Success => "Success",
+            State::Failed { .. } => "Failed",
+            State::TriggerFailed { .. } => "TriggerFailed",
+            State::Skipped { .. } => "Skipped",
+            State::Mapped { .. } => "Mapped",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Retrying { attempt, .. } => write!(f, "Retrying (attempt {attempt})"),
+            State::Mapped { children } => write!(f, "Mapped ({children} children)"),
+            other => match other.message() {
+                Some(m) => write!(f, "{}: {m}", other.name()),
+                None => f.write_str(other.name()),
+            },
+        }
+    }
+}

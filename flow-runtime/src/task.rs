@@ -1,0 +1,211 @@
+//! Task definitions: what `#[task]` generates and the registry of tasks by name.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::context::TaskContext;
+use crate::error::TaskError;
+use crate::state::State;
+use crate::value::Value;
+
+/// When a task runs, given the final states of its upstream tasks.
+///
+/// Every trigger passes when a task has no upstream tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Trigger {
+    /// Every upstream task succeeded (the default).
+    AllSuccessful,
+    /// Every upstream task finished, whatever its state (also spelled `always_run`).
+    AllFinished,
+    /// At least one upstream task succeeded.
+    AnySuccessful,
+    /// At least one upstream task failed.
+    AnyFailed,
+    /// Every upstream task failed.
+    AllFailed,
+}
+
+impl Trigger {
+    /// The option's spelling in `#[task(trigger = ..)]`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Trigger::AllSuccessful => "all_successful",
+            Trigger::AllFinished => "all_finished",
+            Trigger::AnySuccessful => "any_successful",
+            Trigger::AnyFailed => "any_failed",
+            Trigger::AllFailed => "all_failed",
+        }
+    }
+
+    /// Whether the trigger passes for these upstream states (all final).
+    pub fn passes<'a>(self, mut upstream: impl Iterator<Item = &'a State>) -> bool {
+        match self {
+            Trigger::AllFinished => true,
+            Trigger::AllSuccessful => upstream.all(State::is_successful),
+            Trigger::AllFailed => upstream.all(State::is_failed),
+            Trigger::AnySuccessful => {
+                let mut seen = false;
+                let mut any = false;
+                for s in upstream {
+                    seen = true;
+                    any |= s.is_successful();
+                }
+                !seen || any
+            }
+            Trigger::AnyFailed => {
+                let mut seen = false;
+                let mut any = false;
+                for s in upstream {
+                    seen = true;
+                    any |= s.is_failed();
+                }
+                !seen || any
+            }
+        }
+    }
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A task's options, as written in `#[task(..)]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskOptions {
+    /// Retries after the first attempt (`max_retries + 1` attempts at most).
+    pub max_retries: u32,
+    /// The wait between a failed attempt and the next.
+    pub retry_delay: Duration,
+    /// When the task runs, given its upstream states.
+    pub trigger: Trigger,
+    /// Skip when an upstream task was skipped (checked before the trigger).
+    pub skip_on_upstream_skip: bool,
+    /// Free-form tags (concurrency limits key on them).
+    pub tags: &'static [&'static str],
+    /// The task's inputs or output cannot cross a process boundary: it runs on the
+    /// local executor only.
+    pub local: bool,
+}
+
+impl TaskOptions {
+    /// The defaults: no retries, `all_successful`, skip on upstream skip, no tags.
+    pub const DEFAULT: TaskOptions = TaskOptions {
+        max_retries: 0,
+        retry_delay: Duration::ZERO,
+        trigger: Trigger::AllSuccessful,
+        skip_on_upstream_skip: true,
+        tags: &[],
+        local: false,
+    };
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A boxed future returned by an async task body.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Value, TaskError>> + Send + 'static>>;
+
+/// A sync task body: takes the inputs (one value per parameter, in order).
+pub type SyncBody = fn(Vec<Value>, &TaskContext) -> Result<Value, TaskError>;
+
+/// An async task body.
+pub type AsyncBody = fn(Vec<Value>, TaskContext) -> BoxFuture;
+
+/// How the engine calls a task.
+#[derive(Clone, Copy)]
+pub enum TaskBody {
+    /// Runs on the compute pool, off the async threads.
+    Sync(SyncBody),
+    /// Runs on tokio.
+    Async(AsyncBody),
+}
+
+impl fmt::Debug for TaskBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TaskBody::Sync(_) => "Sync",
+            TaskBody::Async(_) => "Async",
+        })
+    }
+}
+
+/// One parameter of a task, for messages and graph printing.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskParam {
+    /// The parameter's name.
+    pub name: &'static str,
+    /// Its type, as written (`&T` parameters show `T`).
+    pub ty: &'static str,
+}
+
+/// Everything the runtime knows of a task; `#[task]` generates one per function.
+#[derive(Debug)]
+pub struct TaskDef {
+    /// The task's name (its `name` option, or the function's name).
+    pub name: &'static str,
+    /// The stable key a worker finds the task by: `module::path::function`.
+    pub key: &'static str,
+    /// Its options.
+    pub options: TaskOptions,
+    /// Its data parameters (a `&TaskContext` parameter is not one).
+    pub params: &'static [TaskParam],
+    /// The type of the value it produces.
+    pub output: &'static str,
+    /// How to call it.
+    pub body: TaskBody,
+}
+
+impl TaskDef {
+    /// `true` for an `async fn` task.
+    pub fn is_async(&self) -> bool {
+        matches!(self.body, TaskBody::Async(_))
+    }
+}
+
+/// Implemented by the companion type `#[task]` generates next to each function (a braced
+/// struct of the same name, so `clean(x)` still calls the function).
+pub trait Task: 'static {
+    /// The value the task produces (`T` for a task returning `T` or `Result<T, E>`).
+    type Output: Clone + Send + Sync + 'static;
+    /// `fn(A, B) -> Output` with the owned types of the data parameters.
+    type Sig;
+    /// The task's definition.
+    const DEF: &'static TaskDef;
+}
+
+/// A registration `#[task]` submits to [`inventory`], so a worker process can find a
+/// task by its key.
+#[derive(Debug)]
+pub struct TaskRegistration {
+    /// The registered task.
+    pub def: &'static TaskDef,
+}
+
+inventory::collect!(TaskRegistration);
+
+/// Every task linked into this program, sorted by key, each once.
+pub fn registered_tasks() -> Vec<&'static TaskDef> {
+    let mut all: Vec<&'static TaskDef> = inventory::iter::<TaskRegistration>
+        .into_iter()
+        .map(|r| r.def)
+        .collect();
+    all.sort_by(|a, b| a.key.cmp(b.key));
+    all.dedup_by(|a, b| a.key == b.key);
+    all
+}
+
+/// The task registered under `key` (`module::path::function`).
+pub fn find_task(key: &str) -> Option<&'static TaskDef> {
+    inventory::iter::<TaskRegistration>
+        .into_iter()
+        .map(|r| r.def)
+        .find(|d| d.key == key)
+}

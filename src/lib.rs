@@ -1,0 +1,76 @@
+//! # tideflow
+//!
+//! Typed workflow orchestration: plain functions become tasks with `#[task]`, a
+//! [`flow!`] block wires them into a graph the compiler checks, and the engine runs that
+//! graph with retries, mapping, triggers and states, at microseconds per task.
+//!
+//! ```
+//! use tideflow::prelude::*;
+//!
+//! #[task]
+//! fn numbers(n: u64) -> Vec<u64> {
+//!     (1..=n).collect()
+//! }
+//!
+//! #[task(max_retries = 2, retry_delay = "10ms")]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! #[task]
+//! fn total(xs: Vec<u64>) -> u64 {
+//!     xs.iter().sum()
+//! }
+//!
+//! flow! {
+//!     /// Sum of squares.
+//!     pub fn sum_of_squares(n: u64 = 3) -> u64 {
+//!         let xs = numbers(n);
+//!         let squares = square.map(xs);
+//!         total(squares)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let run = sum_of_squares().run().await;
+//! assert_eq!(run.output(), Ok(&14));
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+pub use flow_macros::{flow, task};
+pub use flow_runtime::{
+    context, error, executor, graph, run, state, task as task_def, Executor, Flow, FlowError, FlowRun,
+    FlowRunId, Graph, LocalExecutor, SequentialExecutor, SignalKind, State, TaskContext, TaskDef, TaskError,
+    TaskOptions, TaskRun, TaskRunId, Trigger,
+};
+pub use flow_runtime::{find_task, registered_tasks};
+
+/// Everything a flow file needs: `use tideflow::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        flow, task, Flow, FlowError, FlowRun, LocalExecutor, SequentialExecutor, State, TaskContext,
+        TaskError, TaskRun, Trigger,
+    };
+}
+
+/// Not public API: what the code `#[task]` and `flow!` generate refers to.
+#[doc(hidden)]
+pub mod __private {
+    pub use flow_runtime::builder::*;
+    pub use flow_runtime::checks::*;
+    pub use flow_runtime::inventory;
+    pub use flow_runtime::task::{AsyncBody, BoxFuture, SyncBody};
+    pub use flow_runtime::value::{borrow, take, value, Value};
+    pub use flow_runtime::{
+        Input, Task, TaskBody, TaskContext, TaskDef, TaskError, TaskOptions, TaskParam, TaskRegistration,
+        Trigger,
+    };
+    pub use std::boxed::Box;
+    pub use std::marker::PhantomData;
+    pub use std::result::Result;
+    pub use std::time::Duration;
+    pub use std::vec::Vec;
+}
