@@ -56,6 +56,11 @@ pub mod prelude {
     };
 }
 
+#[doc(hidden)]
+pub use flow_runtime::checks::{
+    Arity, FlowOutput, IntoTaskError, MapElement, MapOver, MappedInput, Portable, Shareable, TaskInput,
+};
+
 /// Not public API: what the code `#[task]` and `flow!` generate refers to.
 #[doc(hidden)]
 pub mod __private {

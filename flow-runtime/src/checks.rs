@@ -21,7 +21,7 @@ use crate::value::{self, Value};
 pub trait TaskInput<E, Tk> {
     /// Compiles only when `Self` is `E`.
     #[inline(always)]
-    fn check(_offered: PhantomData<Self>, _expected: PhantomData<E>) {}
+    fn check(_offered: PhantomData<Self>) {}
 }
 
 impl<T, Tk> TaskInput<T, Tk> for T {}
@@ -36,7 +36,7 @@ impl<T, Tk> TaskInput<T, Tk> for T {}
 pub trait MappedInput<E, Tk> {
     /// Compiles only when `E` is `Vec<Self>`.
     #[inline(always)]
-    fn check(_offered: PhantomData<Self>, _expected: PhantomData<E>) {}
+    fn check(_offered: PhantomData<Self>) {}
 }
 
 impl<T, Tk> MappedInput<Vec<T>, Tk> for T {}
@@ -50,7 +50,7 @@ impl<T, Tk> MappedInput<Vec<T>, Tk> for T {}
 pub trait MapElement<E, Tk> {
     /// Compiles only when `Self` is `E`.
     #[inline(always)]
-    fn check(_offered: PhantomData<Self>, _expected: PhantomData<E>) {}
+    fn check(_offered: PhantomData<Self>) {}
 }
 
 impl<T, Tk> MapElement<T, Tk> for T {}
@@ -123,44 +123,65 @@ impl<T: Clone + Send + Sync + 'static, const N: usize, Tk> MapOver<Tk> for [T; N
 }
 
 /// A task's signature seen through the number of arguments written in the flow.
+///
+/// `A0`..`A11` are the parameter types (`()` past the last one); `flow!` takes each
+/// expected type from here, spanned at the task's name, so a wrong argument count is one
+/// error there and nothing else.
 #[diagnostic::on_unimplemented(
     message = "task `{Tk}` does not take {N} argument(s)",
     label = "`{Tk}` called with {N} argument(s)",
     note = "`{Tk}` has signature `{Self}`"
 )]
 pub trait Arity<const N: usize, Tk> {
-    /// One `PhantomData<A>` per parameter.
-    type Params;
-    /// The parameter types, as values the checks can infer from.
-    fn params() -> Self::Params;
+    /// Parameter 0.
+    type A0;
+    /// Parameter 1.
+    type A1;
+    /// Parameter 2.
+    type A2;
+    /// Parameter 3.
+    type A3;
+    /// Parameter 4.
+    type A4;
+    /// Parameter 5.
+    type A5;
+    /// Parameter 6.
+    type A6;
+    /// Parameter 7.
+    type A7;
+    /// Parameter 8.
+    type A8;
+    /// Parameter 9.
+    type A9;
+    /// Parameter 10.
+    type A10;
+    /// Parameter 11.
+    type A11;
 }
 
 macro_rules! arity {
-    ($n:literal; $($a:ident),*) => {
+    ($n:literal; $($a:ident),*; $($unit:ident),*) => {
         #[diagnostic::do_not_recommend]
         impl<Tk, R, $($a),*> Arity<$n, Tk> for fn($($a),*) -> R {
-            type Params = ($(PhantomData<$a>,)*);
-            #[inline(always)]
-            fn params() -> Self::Params {
-                ($(PhantomData::<$a>,)*)
-            }
+            $(type $a = $a;)*
+            $(type $unit = ();)*
         }
     };
 }
 
-arity!(0;);
-arity!(1; A);
-arity!(2; A, B);
-arity!(3; A, B, C);
-arity!(4; A, B, C, D);
-arity!(5; A, B, C, D, E);
-arity!(6; A, B, C, D, E, F);
-arity!(7; A, B, C, D, E, F, G);
-arity!(8; A, B, C, D, E, F, G, H);
-arity!(9; A, B, C, D, E, F, G, H, I);
-arity!(10; A, B, C, D, E, F, G, H, I, J);
-arity!(11; A, B, C, D, E, F, G, H, I, J, K);
-arity!(12; A, B, C, D, E, F, G, H, I, J, K, L);
+arity!(0; ; A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
+arity!(1; A0; A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
+arity!(2; A0, A1; A2, A3, A4, A5, A6, A7, A8, A9, A10, A11);
+arity!(3; A0, A1, A2; A3, A4, A5, A6, A7, A8, A9, A10, A11);
+arity!(4; A0, A1, A2, A3; A4, A5, A6, A7, A8, A9, A10, A11);
+arity!(5; A0, A1, A2, A3, A4; A5, A6, A7, A8, A9, A10, A11);
+arity!(6; A0, A1, A2, A3, A4, A5; A6, A7, A8, A9, A10, A11);
+arity!(7; A0, A1, A2, A3, A4, A5, A6; A7, A8, A9, A10, A11);
+arity!(8; A0, A1, A2, A3, A4, A5, A6, A7; A8, A9, A10, A11);
+arity!(9; A0, A1, A2, A3, A4, A5, A6, A7, A8; A9, A10, A11);
+arity!(10; A0, A1, A2, A3, A4, A5, A6, A7, A8, A9; A10, A11);
+arity!(11; A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10; A11);
+arity!(12; A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11;);
 
 /// A flow's final value against its declared output type `O`.
 #[diagnostic::on_unimplemented(
@@ -171,7 +192,7 @@ arity!(12; A, B, C, D, E, F, G, H, I, J, K, L);
 pub trait FlowOutput<O, F> {
     /// Compiles only when `Self` is `O`.
     #[inline(always)]
-    fn check(_offered: PhantomData<Self>, _expected: PhantomData<O>) {}
+    fn check(_offered: PhantomData<Self>) {}
 }
 
 impl<T, F> FlowOutput<T, F> for T {}

@@ -172,6 +172,11 @@ impl TaskDef {
 
 /// Implemented by the companion type `#[task]` generates next to each function (a braced
 /// struct of the same name, so `clean(x)` still calls the function).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a task",
+    label = "not a task",
+    note = "add `#[task]` to the function `{Self}` to call it in a flow"
+)]
 pub trait Task: 'static {
     /// The value the task produces (`T` for a task returning `T` or `Result<T, E>`).
     type Output: Clone + Send + Sync + 'static;

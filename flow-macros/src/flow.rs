@@ -1,0 +1,832 @@
+//! `flow!`: parse the flow declarations, resolve what each argument is from syntax, and
+//! expand into a graph builder whose trait checks let rustc verify every type.
+//!
+//! The macro knows each argument's *kind* from syntax alone: a flow parameter or
+//! `let x = task(..)` is a single value, `let xs = task.map(..)` a mapped one, anything
+//! that uses no binding a constant. It emits a different check per kind, spanned at the
+//! user's token; rustc checks the types.
+
+use std::collections::HashMap;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{Attribute, Expr, Ident, Token, Type, Visibility};
+
+use crate::ctxt::Ctxt;
+use crate::task::type_text;
+
+pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    let flows = match syn::parse2::<Flows>(input) {
+        Ok(f) => f,
+        Err(e) => return e.to_compile_error(),
+    };
+    flows.0.iter().map(expand_flow).collect()
+}
+
+struct Flows(Vec<FlowDecl>);
+
+impl Parse for Flows {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut flows = Vec::new();
+        while !input.is_empty() {
+            flows.push(input.parse()?);
+        }
+        if flows.is_empty() {
+            return Err(
+                input.error("`flow!` declares flows: `flow! { pub fn my_flow(n: u64 = 10) -> u64 { .. } }`")
+            );
+        }
+        Ok(Flows(flows))
+    }
+}
+
+/// `/// docs  pub fn name(param: T = default, ..) -> Out { statements }`
+struct FlowDecl {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    fn_token: Token![fn],
+    name: Ident,
+    params: Vec<FlowParam>,
+    output: Option<Type>,
+    body: Vec<syn::Stmt>,
+    brace_span: Span,
+}
+
+struct FlowParam {
+    name: Ident,
+    ty: Type,
+    default: Option<Expr>,
+}
+
+impl Parse for FlowParam {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        let ty: Type = input.parse()?;
+        let default = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(FlowParam { name, ty, default })
+    }
+}
+
+impl Parse for FlowDecl {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        if input.peek(Token![async]) {
+            return Err(input.error(
+                "a flow is declared with `fn`, not `async fn`: its function returns the flow, and `.run().await` runs it",
+            ));
+        }
+        let fn_token: Token![fn] = input.parse()?;
+        let name: Ident = input.parse()?;
+        let content;
+        syn::parenthesized!(content in input);
+        let params = Punctuated::<FlowParam, Token![,]>::parse_terminated(&content)?
+            .into_iter()
+            .collect();
+        let output = if input.peek(Token![->]) {
+            input.parse::<Token![->]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        let block: syn::Block = input.parse()?;
+        Ok(FlowDecl {
+            attrs,
+            vis,
+            fn_token,
+            name,
+            params,
+            output,
+            body: block.stmts,
+            brace_span: block.brace_token.span.join(),
+        })
+    }
+}
+
+/// What a name in the flow stands for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// A parameter or a task result.
+    Single,
+    /// The results of a mapped task.
+    Mapped,
+}
+
+/// One task call, after nested calls have been hoisted out of its arguments.
+struct Call {
+    /// The binding it is stored in (the user's, or a generated one).
+    binding: Ident,
+    /// The name runs report it under ("" for an unbound call: the task's name).
+    report_name: String,
+    task: syn::Path,
+    /// The `map` token of a `.map(..)` call.
+    map: Option<Ident>,
+    args: Vec<Arg>,
+    after: Vec<Ident>,
+}
+
+enum Arg {
+    /// A parameter or task result, by name.
+    Name(Ident, Kind),
+    /// `unmapped(x)` inside a `.map(..)`.
+    Unmapped(Box<Arg>),
+    /// A tuple or array of values, passed as one.
+    Gather {
+        array: bool,
+        parts: Vec<Arg>,
+        span: Span,
+    },
+    /// An expression that uses no binding.
+    Const(Expr),
+}
+
+impl Arg {
+    fn span(&self) -> Span {
+        match self {
+            Arg::Name(i, _) => i.span(),
+            Arg::Unmapped(inner) => inner.span(),
+            Arg::Gather { span, .. } => *span,
+            Arg::Const(e) => e.span(),
+        }
+    }
+}
+
+/// The flow's final value.
+enum Tail {
+    None,
+    Value(Arg),
+}
+
+struct Analysis<'a> {
+    cx: Ctxt,
+    names: HashMap<String, Kind>,
+    calls: Vec<Call>,
+    counter: usize,
+    flow: &'a FlowDecl,
+}
+
+impl Analysis<'_> {
+    fn kind_of(&self, ident: &Ident) -> Option<Kind> {
+        self.names.get(&ident.to_string()).copied()
+    }
+
+    /// The first binding or parameter an expression mentions.
+    fn mentioned_binding(&self, expr: &Expr) -> Option<Ident> {
+        struct Finder<'b> {
+            names: &'b HashMap<String, Kind>,
+            found: Option<Ident>,
+        }
+        impl<'ast> Visit<'ast> for Finder<'_> {
+            fn visit_expr_path(&mut self, p: &'ast syn::ExprPath) {
+                if let Some(i) = p.path.get_ident() {
+                    if self.found.is_none() && p.qself.is_none() && self.names.contains_key(&i.to_string()) {
+                        self.found = Some(i.clone());
+                    }
+                }
+            }
+            fn visit_macro(&mut self, m: &'ast syn::Macro) {
+                fn scan(ts: TokenStream, f: &mut Finder<'_>) {
+                    for tt in ts {
+                        match tt {
+                            TokenTree::Ident(i)
+                                if f.found.is_none() && f.names.contains_key(&i.to_string()) =>
+                            {
+                                f.found = Some(i);
+                            }
+                            TokenTree::Group(g) => scan(g.stream(), f),
+                            _ => {}
+                        }
+                    }
+                }
+                scan(m.tokens.clone(), self);
+            }
+        }
+        let mut f = Finder {
+            names: &self.names,
+            found: None,
+        };
+        f.visit_expr(expr);
+        f.found
+    }
+
+    /// A statement-level call: `task(..)`, `task.map(..)`, either `.after(..)`.
+    fn call(&mut self, expr: &Expr, binding: Option<&Ident>) -> Option<(Ident, Kind)> {
+        let (core, after) = match expr {
+            Expr::MethodCall(m) if m.method == "after" => {
+                let mut after = Vec::new();
+                for a in &m.args {
+                    match a {
+                        Expr::Path(p) if p.path.get_ident().is_some_and(|i| self.kind_of(i).is_some()) => {
+                            after.extend(p.path.get_ident().cloned());
+                        }
+                        other => self.cx.error_spanned_by(
+                            other,
+                            "`.after(..)` takes the names of earlier task results, like `.after(setup, load)`",
+                        ),
+                    }
+                }
+                if after.is_empty() && m.args.is_empty() {
+                    self.cx
+                        .error_spanned_by(&m.method, "`.after(..)` needs at least one earlier task result");
+                }
+                (&*m.receiver, after)
+            }
+            other => (other, Vec::new()),
+        };
+        let (task, map, raw_args) = match core {
+            Expr::Call(c) => match &*c.func {
+                Expr::Path(p) if p.qself.is_none() => (p.path.clone(), None, &c.args),
+                other => {
+                    self.cx
+                        .error_spanned_by(other, "call a task by its name: `task(..)` or `task.map(..)`");
+                    return None;
+                }
+            },
+            Expr::MethodCall(m) if m.method == "map" => match &*m.receiver {
+                Expr::Path(p) if p.qself.is_none() => {
+                    if let Some(t) = &m.turbofish {
+                        self.cx.error_spanned_by(t, "`.map(..)` takes no type arguments");
+                    }
+                    (p.path.clone(), Some(m.method.clone()), &m.args)
+                }
+                other => {
+                    self.cx
+                        .error_spanned_by(other, "`.map(..)` is called on a task's name: `task.map(xs)`");
+                    return None;
+                }
+            },
+            Expr::MethodCall(m) => {
+                self.cx.error_spanned_by(
+                    &m.method,
+                    format!(
+                        "`.{}(..)` is not flow syntax: a flow calls `task(..)` or `task.map(..)`, optionally followed by `.after(..)`",
+                        m.method
+                    ),
+                );
+                return None;
+            }
+            other => {
+                self.cx.error_spanned_by(
+                    other,
+                    "a flow statement calls a task: `let x = task(..);` or `let xs = task.map(..);`; \
+                     constants go directly into a task's arguments",
+                );
+                return None;
+            }
+        };
+        let mapped = map.is_some();
+        let args: Vec<Arg> = raw_args.iter().map(|a| self.arg(a, mapped, false)).collect();
+        if let Some(map_ident) = &map {
+            if args.is_empty() {
+                self.cx
+                    .error_spanned_by(map_ident, "`.map()` needs at least one argument to map over");
+            } else if args.iter().all(|a| matches!(a, Arg::Unmapped(_))) {
+                self.cx.error_at(
+                    map_ident.span(),
+                    format!(
+                        "every argument of `{}.map(..)` is `unmapped`: there is nothing to map over; \
+                         call `{0}(..)` to run it once, or map over a collection",
+                        task.to_token_stream().to_string().replace(' ', "")
+                    ),
+                );
+            }
+        }
+        let kind = if mapped { Kind::Mapped } else { Kind::Single };
+        let (ident, report_name) = match binding {
+            Some(b) => (b.clone(), b.to_string()),
+            None => {
+                self.counter += 1;
+                let span = task
+                    .segments
+                    .last()
+                    .map_or_else(|| task.span(), |s| s.ident.span());
+                (
+                    Ident::new(&format!("__tideflow_step{}", self.counter), span),
+                    String::new(),
+                )
+            }
+        };
+        self.calls.push(Call {
+            binding: ident.clone(),
+            report_name,
+            task,
+            map,
+            args,
+            after,
+        });
+        Some((ident, kind))
+    }
+
+    /// One argument. `in_map`: directly inside a `.map(..)`; `in_unmapped`: inside `unmapped(..)`.
+    fn arg(&mut self, expr: &Expr, in_map: bool, in_gather: bool) -> Arg {
+        match expr {
+            Expr::Paren(p) => return self.arg(&p.expr, in_map, in_gather),
+            Expr::Group(g) => return self.arg(&g.expr, in_map, in_gather),
+            Expr::Path(p) => {
+                if let Some(ident) = p.path.get_ident() {
+                    if let Some(kind) = self.kind_of(ident) {
+                        return Arg::Name(ident.clone(), kind);
+                    }
+                }
+            }
+            Expr::Call(c) if matches!(&*c.func, Expr::Path(p) if p.path.is_ident("unmapped")) => {
+                let func_span = c.func.span();
+                if !in_map || in_gather {
+                    self.cx.error_at(
+                        func_span,
+                        "`unmapped(..)` only has a meaning inside `.map(..)`, where it passes one value to every child; \
+                         here the value is already passed whole: remove `unmapped`",
+                    );
+                }
+                if c.args.len() != 1 {
+                    self.cx
+                        .error_at(func_span, "`unmapped(..)` takes exactly one value");
+                    return Arg::Const(expr.clone());
+                }
+                let inner = self.arg(&c.args[0], false, false);
+                return Arg::Unmapped(Box::new(inner));
+            }
+            Expr::MethodCall(m) if m.method == "map" || m.method == "after" => {
+                return self.nested(expr);
+            }
+            Expr::Call(c) if matches!(&*c.func, Expr::Path(_)) && self.mentioned_binding(expr).is_some() => {
+                return self.nested(expr);
+            }
+            Expr::Tuple(t) if self.mentioned_binding(expr).is_some() => {
+                if in_map {
+                    self.gather_in_map(expr);
+                }
+                let parts = t.elems.iter().map(|e| self.arg(e, false, true)).collect();
+                return Arg::Gather {
+                    array: false,
+                    parts,
+                    span: expr.span(),
+                };
+            }
+            Expr::Array(a) if self.mentioned_binding(expr).is_some() => {
+                if in_map {
+                    self.gather_in_map(expr);
+                }
+                let parts = a.elems.iter().map(|e| self.arg(e, false, true)).collect();
+                return Arg::Gather {
+                    array: true,
+                    parts,
+                    span: expr.span(),
+                };
+            }
+            Expr::Reference(r) => {
+                if let Some(b) = self.mentioned_binding(&r.expr) {
+                    self.cx.error_spanned_by(
+                        expr,
+                        format!(
+                            "pass `{b}` itself, not a reference: a task that takes `&T` borrows the result without a clone"
+                        ),
+                    );
+                    return Arg::Const(expr.clone());
+                }
+            }
+            _ => {}
+        }
+        if let Some(b) = self.mentioned_binding(expr) {
+            let what = if self.flow.params.iter().any(|p| p.name == b) {
+                "a flow parameter"
+            } else {
+                "a task result"
+            };
+            self.cx.error_at(
+                b.span(),
+                format!(
+                    "`{b}` is {what}, which only exists when the flow runs, so it cannot be used in an expression here; \
+                     pass `{b}` to a task directly and compute inside the task"
+                ),
+            );
+        }
+        Arg::Const(expr.clone())
+    }
+
+    fn gather_in_map(&mut self, expr: &Expr) {
+        self.cx.error_spanned_by(
+            expr,
+            "a `.map(..)` cannot fan out over a tuple or array of task results: \
+             wrap it in `unmapped(..)` to pass it whole to every child, or map over a collection a task returns",
+        );
+    }
+
+    fn nested(&mut self, expr: &Expr) -> Arg {
+        match self.call(expr, None) {
+            Some((ident, kind)) => Arg::Name(ident, kind),
+            None => Arg::Const(expr.clone()),
+        }
+    }
+
+    fn bind(&mut self, ident: &Ident, kind: Kind) {
+        let name = ident.to_string();
+        if name == "_" {
+            return;
+        }
+        if self.names.contains_key(&name) {
+            let what = if self.flow.params.iter().any(|p| p.name == name) {
+                "a parameter of this flow"
+            } else {
+                "already bound in this flow"
+            };
+            self.cx.error_spanned_by(
+                ident,
+                format!("`{name}` is {what}: give each task result its own name (runs report tasks by it)"),
+            );
+        }
+        self.names.insert(name, kind);
+    }
+}
+
+fn doc_text(attrs: &[Attribute]) -> String {
+    let mut lines = Vec::new();
+    for a in attrs {
+        if !a.path().is_ident("doc") {
+            continue;
+        }
+        if let syn::Meta::NameValue(nv) = &a.meta {
+            if let Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(s),
+                ..
+            }) = &nv.value
+            {
+                lines.push(s.value().trim().to_owned());
+            }
+        }
+    }
+    lines.join("\n").trim().to_owned()
+}
+
+fn expand_flow(flow: &FlowDecl) -> TokenStream {
+    let mut an = Analysis {
+        cx: Ctxt::default(),
+        names: HashMap::new(),
+        calls: Vec::new(),
+        counter: 0,
+        flow,
+    };
+    for p in &flow.params {
+        if p.default.is_none() {
+            an.cx.error_spanned_by(
+                &p.name,
+                format!(
+                    "parameter `{}` needs a default: `{}: {} = ..`, so the flow can run without arguments \
+                     (set it per run with `.with_param(\"{0}\", ..)`)",
+                    p.name,
+                    p.name,
+                    type_text(&p.ty)
+                ),
+            );
+        }
+        an.bind(&p.name, Kind::Single);
+    }
+    let mut tail = Tail::None;
+    let last = flow.body.len().saturating_sub(1);
+    for (i, stmt) in flow.body.iter().enumerate() {
+        match stmt {
+            syn::Stmt::Local(local) => {
+                let ident = match &local.pat {
+                    syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                        if let Some(m) = &p.mutability {
+                            an.cx
+                                .error_spanned_by(m, "task results are immutable: remove `mut`");
+                        }
+                        p.ident.clone()
+                    }
+                    syn::Pat::Type(t) => {
+                        an.cx.error_spanned_by(
+                            &t.ty,
+                            "flow bindings take their type from the task: remove the type annotation",
+                        );
+                        continue;
+                    }
+                    other => {
+                        an.cx.error_spanned_by(
+                            other,
+                            "bind a task result to a plain name: `let x = task(..);`",
+                        );
+                        continue;
+                    }
+                };
+                let Some(init) = &local.init else {
+                    an.cx
+                        .error_spanned_by(local, "a flow binding needs a task call: `let x = task(..);`");
+                    continue;
+                };
+                if let Some((_, diverge)) = &init.diverge {
+                    an.cx
+                        .error_spanned_by(diverge, "`let .. else` has no meaning in a flow");
+                }
+                if let Some((_, kind)) = an.call(&init.expr, Some(&ident)) {
+                    an.bind(&ident, kind);
+                }
+            }
+            syn::Stmt::Expr(expr, semi) => {
+                if semi.is_none() && i == last {
+                    tail = Tail::Value(an.arg(expr, false, false));
+                } else {
+                    an.call(expr, None);
+                }
+            }
+            syn::Stmt::Item(item) => an.cx.error_spanned_by(
+                item,
+                "a flow body holds task calls only: declare items outside `flow!`",
+            ),
+            syn::Stmt::Macro(m) => an.cx.error_spanned_by(
+                &m.mac,
+                "a flow body holds task calls only: macros cannot be wired into the graph",
+            ),
+        }
+    }
+    if let (Tail::Value(Arg::Const(e)), _) = (&tail, ()) {
+        an.cx.error_spanned_by(
+            e,
+            "a flow ends with a task call or a task result, which becomes its output; \
+             a constant output needs no flow",
+        );
+    }
+    if let (Tail::None, Some(out)) = (&tail, &flow.output) {
+        an.cx.error_at(
+            flow.brace_span,
+            format!(
+                "flow `{}` declares output `{}`, but its body has no final step; end it with a task call \
+                 or a task result, without `;`",
+                flow.name,
+                type_text(out)
+            ),
+        );
+    }
+    let errors = std::mem::take(&mut an.cx).into_compile_errors();
+    let generated = generate(flow, &an.calls, &tail);
+    match errors {
+        Some(errors) => {
+            // Still emit the flow function so its callers type-check.
+            let fallback = fallback(flow);
+            quote! { #errors #fallback }
+        }
+        None => generated,
+    }
+}
+
+fn output_type(flow: &FlowDecl) -> TokenStream {
+    match &flow.output {
+        Some(t) => t.to_token_stream(),
+        None => quote!(()),
+    }
+}
+
+fn companion(flow: &FlowDecl) -> TokenStream {
+    let vis = &flow.vis;
+    let name = &flow.name;
+    let doc = format!("Flow companion of [`{name}()`], used by compile-time checks.");
+    quote! {
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #name {}
+    }
+}
+
+fn fallback(flow: &FlowDecl) -> TokenStream {
+    let attrs = &flow.attrs;
+    let vis = &flow.vis;
+    let name = &flow.name;
+    let fn_token = &flow.fn_token;
+    let out = output_type(flow);
+    let companion = companion(flow);
+    quote! {
+        #companion
+        #(#attrs)*
+        #vis #fn_token #name() -> ::tideflow::Flow<#out> {
+            ::core::unreachable!("this flow did not compile")
+        }
+    }
+}
+
+const P: fn() -> TokenStream = || quote!(::tideflow::__private);
+
+/// The path of the generated code's support module, with every token at `span`, so a
+/// check quoted at a user's token stays entirely at that token.
+fn p_at(span: Span) -> TokenStream {
+    quote_spanned!(span=> ::tideflow::__private)
+}
+
+fn generate(flow: &FlowDecl, calls: &[Call], tail: &Tail) -> TokenStream {
+    let p = P();
+    let attrs = &flow.attrs;
+    let vis = &flow.vis;
+    let name = &flow.name;
+    let fn_token = &flow.fn_token;
+    let name_text = name.to_string();
+    let description = doc_text(&flow.attrs);
+    let out = output_type(flow);
+    let companion = companion(flow);
+
+    let mut body = TokenStream::new();
+    for param in &flow.params {
+        let ident = &param.name;
+        let ty = &param.ty;
+        let ty_text = type_text(ty);
+        let pname = ident.to_string();
+        let Some(default) = &param.default else { continue };
+        let dspan = default.span();
+        let typed_default = quote_spanned! {dspan=> let __tideflow_default: #ty = #default; };
+        body.extend(quote! {
+            #[allow(unused_variables)]
+            let #ident = {
+                #typed_default
+                __tideflow_b.param::<#ty>(#pname, #ty_text, __tideflow_default)
+            };
+        });
+    }
+    for call in calls {
+        body.extend(expand_call(call));
+    }
+    let finish = match tail {
+        Tail::None => quote! { __tideflow_b.finish::<()>(::core::option::Option::None) },
+        Tail::Value(arg) => {
+            let span = arg.span();
+            let value = whole_arg(arg);
+            let check = quote_spanned! {span=>
+                <_ as #p::FlowOutput<#out, #name>>::check(__tideflow_out.payload());
+            };
+            quote! {
+                let __tideflow_out = #value;
+                #check
+                __tideflow_b.finish::<#out>(::core::option::Option::Some(__tideflow_out))
+            }
+        }
+    };
+    quote! {
+        #companion
+
+        #(#attrs)*
+        #[allow(clippy::let_unit_value)]
+        #vis #fn_token #name() -> ::tideflow::Flow<#out> {
+            let mut __tideflow_b = #p::FlowBuilder::new(#name_text, #description);
+            #body
+            #finish
+        }
+    }
+}
+
+/// The task's parameter type `index`, through the arity check (spanned at the task name).
+fn expected(call: &Call, index: usize) -> TokenStream {
+    let span = task_span(call);
+    let p = p_at(span);
+    let n = spanned_len(call.args.len(), span);
+    let assoc = format_ident!("A{}", index, span = span);
+    quote_spanned! {span=>
+        <<__TideflowTask as #p::Task>::Sig as #p::Arity<#n, __TideflowTask>>::#assoc
+    }
+}
+
+/// A `usize` literal at `span` (interpolating a number would put it at the macro call).
+fn spanned_len(n: usize, span: Span) -> proc_macro2::Literal {
+    let mut lit = proc_macro2::Literal::usize_unsuffixed(n);
+    lit.set_span(span);
+    lit
+}
+
+fn task_span(call: &Call) -> Span {
+    call.task
+        .segments
+        .last()
+        .map_or_else(|| call.task.span(), |s| s.ident.span())
+}
+
+fn expand_call(call: &Call) -> TokenStream {
+    let binding = &call.binding;
+    let task = &call.task;
+    let report = &call.report_name;
+    let span = task_span(call);
+    let mut args = TokenStream::new();
+    let mut inputs = Vec::new();
+    let mapped = call.map.is_some();
+    for (i, arg) in call.args.iter().enumerate() {
+        let a = format_ident!("__tideflow_a{}", i);
+        let expected = expected(call, i);
+        args.extend(if mapped {
+            mapped_arg(&a, arg, &expected)
+        } else {
+            whole_checked(&a, arg, &expected)
+        });
+        inputs.push(quote!(#a.into_input()));
+    }
+    let after = call.after.iter().map(|d| {
+        let p = p_at(d.span());
+        quote_spanned! {d.span()=> #p::Dependency::node(&#d) }
+    });
+    let method = if mapped { quote!(map) } else { quote!(task) };
+    let n = spanned_len(call.args.len(), span);
+    // One obligation carries the arity, at the task's name: a wrong count is one error.
+    let ps = p_at(span);
+    let arity = quote_spanned! {span=>
+        let _: #ps::PhantomData<<<__TideflowTask as #ps::Task>::Sig as #ps::Arity<#n, __TideflowTask>>::A0> = #ps::PhantomData;
+    };
+    let alias = quote_spanned! {span=> type __TideflowTask = #task; };
+    quote! {
+        #[allow(unused_variables)]
+        let #binding = {
+            #alias
+            #arity
+            #args
+            __tideflow_b.#method::<__TideflowTask>(#report, ::std::vec![#(#inputs),*], ::std::vec![#(#after),*])
+        };
+    }
+}
+
+/// An argument of a non-mapped call (or inside `unmapped(..)`), checked against `expected`.
+fn whole_checked(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
+    let span = arg.span();
+    let p = p_at(span);
+    match arg {
+        Arg::Unmapped(inner) => whole_checked(a, inner, expected),
+        Arg::Const(e) => {
+            let text = e.to_token_stream().to_string();
+            quote_spanned! {span=>
+                let #a: #expected = #e;
+                let #a = #p::constant(#a, #text);
+            }
+        }
+        Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=>
+            let #a = #p::reduce(&#ident);
+            <_ as #p::MappedInput<#expected, __TideflowTask>>::check(#a.payload());
+        },
+        Arg::Name(..) | Arg::Gather { .. } => {
+            let value = whole_arg(arg);
+            quote_spanned! {span=>
+                let #a = #value;
+                <_ as #p::TaskInput<#expected, __TideflowTask>>::check(#a.payload());
+            }
+        }
+    }
+}
+
+/// An argument as one whole value (no check): a name, a mapped name collected into a
+/// `Vec`, a gathered tuple or array, a constant.
+fn whole_arg(arg: &Arg) -> TokenStream {
+    let span = arg.span();
+    let p = p_at(span);
+    match arg {
+        Arg::Name(ident, Kind::Single) => quote_spanned! {span=> #p::whole(&#ident) },
+        Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=> #p::output_mapped(&#ident) },
+        Arg::Unmapped(inner) => whole_arg(inner),
+        Arg::Const(e) => {
+            let text = e.to_token_stream().to_string();
+            quote_spanned! {span=> #p::constant(#e, #text) }
+        }
+        Arg::Gather {
+            array: true, parts, ..
+        } => {
+            let parts = parts.iter().map(whole_arg);
+            quote_spanned! {span=> #p::gather_array([#(#parts),*]) }
+        }
+        Arg::Gather {
+            array: false, parts, ..
+        } => {
+            let f = format_ident!("gather{}", parts.len().clamp(1, 8));
+            let parts = parts.iter().map(whole_arg);
+            quote_spanned! {span=> #p::#f(#(#parts),*) }
+        }
+    }
+}
+
+/// An argument of a `.map(..)` call, checked against the element type `expected`.
+fn mapped_arg(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
+    let span = arg.span();
+    let p = p_at(span);
+    let elem_check = quote_spanned! {span=>
+        <_ as #p::MapElement<#expected, __TideflowTask>>::check(#a.payload());
+    };
+    match arg {
+        Arg::Unmapped(inner) => whole_checked(a, inner, expected),
+        Arg::Name(ident, Kind::Single) => {
+            let fan = quote_spanned! {span=> let #a = <_ as #p::MapOver<__TideflowTask>>::fan_out(&#ident); };
+            quote! { #fan #elem_check }
+        }
+        Arg::Name(ident, Kind::Mapped) => {
+            let zip = quote_spanned! {span=> let #a = #p::zip(&#ident); };
+            quote! { #zip #elem_check }
+        }
+        Arg::Const(e) => {
+            let text = e.to_token_stream().to_string();
+            let fan = quote_spanned! {span=>
+                let #a = <_ as #p::MapOver<__TideflowTask>>::fan_out_const(#e, #text);
+            };
+            quote! { #fan #elem_check }
+        }
+        // Reported by the analysis; emit the whole value so nothing cascades.
+        Arg::Gather { .. } => whole_checked(a, arg, expected),
+    }
+}

@@ -1,0 +1,567 @@
+//! `#[task]`: parse the options and the function, check them, expand the companion.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Token, Type};
+
+use crate::ctxt::Ctxt;
+use crate::duration;
+
+const OPTIONS: &str =
+    "`name`, `max_retries`, `retry_delay`, `trigger`, `skip_on_upstream_skip`, `tags` and `local`";
+const TRIGGERS: &[(&str, &str)] = &[
+    ("all_successful", "AllSuccessful"),
+    ("all_finished", "AllFinished"),
+    ("always_run", "AllFinished"),
+    ("any_successful", "AnySuccessful"),
+    ("any_failed", "AnyFailed"),
+    ("all_failed", "AllFailed"),
+];
+
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(f) => f,
+        Err(e) => {
+            let mut out = e.to_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    let mut cx = Ctxt::default();
+    let options = Options::parse(&mut cx, args);
+    let sig = Signature::parse(&mut cx, &func);
+    match (cx.into_compile_errors(), sig) {
+        (None, Some(sig)) => generate(&func, &options, &sig),
+        (errors, _) => {
+            // Keep the function so one mistake does not cascade into every call site.
+            let mut out = errors.unwrap_or_default();
+            out.extend(func.into_token_stream());
+            out
+        }
+    }
+}
+
+/// The options written in `#[task(..)]`.
+#[derive(Default)]
+struct Options {
+    name: Option<LitStr>,
+    max_retries: Option<u32>,
+    retry_delay_nanos: Option<u64>,
+    trigger: Option<Ident>,
+    skip_on_upstream_skip: Option<bool>,
+    tags: Vec<LitStr>,
+    local: bool,
+}
+
+/// `key`, `key = value`.
+struct OptionArg {
+    key: Ident,
+    value: Option<Expr>,
+}
+
+impl Parse for OptionArg {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let key: Ident = input.call(syn::ext::IdentExt::parse_any)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(OptionArg { key, value })
+    }
+}
+
+impl Options {
+    fn parse(cx: &mut Ctxt, args: TokenStream) -> Options {
+        let mut options = Options::default();
+        let parsed = match Punctuated::<OptionArg, Token![,]>::parse_terminated.parse2(args) {
+            Ok(p) => p,
+            Err(e) => {
+                cx.push(syn::Error::new(
+                    e.span(),
+                    format!("{e}: task options are written `#[task(max_retries = 3, retry_delay = \"2s\")]`"),
+                ));
+                return options;
+            }
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for arg in parsed {
+            let key = arg.key.to_string();
+            if seen.contains(&key) {
+                cx.error_spanned_by(&arg.key, format!("duplicate task option `{key}`: give it once"));
+                continue;
+            }
+            seen.push(key.clone());
+            match key.as_str() {
+                "name" => options.name = string_value(cx, &arg),
+                "max_retries" => options.max_retries = int_value(cx, &arg),
+                "retry_delay" => {
+                    if let Some(lit) = string_value(cx, &arg) {
+                        match duration::parse(&lit.value()) {
+                            Ok(d) => match u64::try_from(d.as_nanos()) {
+                                Ok(n) => options.retry_delay_nanos = Some(n),
+                                Err(_) => cx.error_spanned_by(&lit, "`retry_delay` is too long"),
+                            },
+                            Err(msg) => cx.error_spanned_by(&lit, msg),
+                        }
+                    }
+                }
+                "trigger" => options.trigger = trigger_value(cx, &arg),
+                "skip_on_upstream_skip" => options.skip_on_upstream_skip = bool_value(cx, &arg),
+                "tags" => options.tags = tags_value(cx, &arg),
+                "local" => {
+                    if let Some(v) = &arg.value {
+                        cx.error_spanned_by(v, "`local` takes no value: write `#[task(local)]`");
+                    }
+                    options.local = true;
+                }
+                _ => cx.error_spanned_by(
+                    &arg.key,
+                    format!("unknown task option `{key}`; the options are {OPTIONS}"),
+                ),
+            }
+        }
+        options
+    }
+}
+
+fn require_value<'a>(cx: &mut Ctxt, arg: &'a OptionArg, example: &str) -> Option<&'a Expr> {
+    if arg.value.is_none() {
+        cx.error_spanned_by(&arg.key, format!("`{}` needs a value: `{}`", arg.key, example));
+    }
+    arg.value.as_ref()
+}
+
+fn string_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<LitStr> {
+    let example = format!("{} = \"..\"", arg.key);
+    match require_value(cx, arg, &example)? {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => Some(s.clone()),
+        other => {
+            cx.error_spanned_by(
+                other,
+                format!("`{}` takes a string literal: `{example}`", arg.key),
+            );
+            None
+        }
+    }
+}
+
+fn int_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<u32> {
+    match require_value(cx, arg, "max_retries = 3")? {
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(e) => {
+                cx.error_spanned_by(i, format!("`{}` takes a whole number from 0: {e}", arg.key));
+                None
+            }
+        },
+        other => {
+            cx.error_spanned_by(
+                other,
+                format!("`{}` takes a whole number, like `max_retries = 3`", arg.key),
+            );
+            None
+        }
+    }
+}
+
+fn bool_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<bool> {
+    match require_value(cx, arg, "skip_on_upstream_skip = false")? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Some(b.value),
+        other => {
+            cx.error_spanned_by(other, format!("`{}` takes `true` or `false`", arg.key));
+            None
+        }
+    }
+}
+
+fn trigger_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<Ident> {
+    let names = TRIGGERS
+        .iter()
+        .map(|(n, _)| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (text, span) = match require_value(cx, arg, "trigger = all_finished")? {
+        Expr::Path(p) if p.path.get_ident().is_some() => {
+            let ident = p.path.get_ident()?;
+            (ident.to_string(), ident.span())
+        }
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => (s.value(), s.span()),
+        other => {
+            cx.error_spanned_by(other, format!("`trigger` takes one of {names}"));
+            return None;
+        }
+    };
+    match TRIGGERS.iter().find(|(n, _)| *n == text) {
+        Some((_, variant)) => Some(Ident::new(variant, span)),
+        None => {
+            cx.error_at(
+                span,
+                format!("unknown trigger `{text}`; the triggers are {names}"),
+            );
+            None
+        }
+    }
+}
+
+fn tags_value(cx: &mut Ctxt, arg: &OptionArg) -> Vec<LitStr> {
+    let Some(value) = require_value(cx, arg, "tags = [\"db\"]") else {
+        return Vec::new();
+    };
+    let elems: Vec<&Expr> = match value {
+        Expr::Array(a) => a.elems.iter().collect(),
+        Expr::Lit(ExprLit { lit: Lit::Str(_), .. }) => vec![value],
+        other => {
+            cx.error_spanned_by(
+                other,
+                "`tags` takes an array of strings: `tags = [\"db\", \"io\"]`",
+            );
+            return Vec::new();
+        }
+    };
+    let mut tags = Vec::new();
+    for e in elems {
+        match e {
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => tags.push(s.clone()),
+            other => cx.error_spanned_by(other, "each tag is a string literal: `tags = [\"db\", \"io\"]`"),
+        }
+    }
+    tags
+}
+
+/// One data parameter of the task function.
+struct Param {
+    /// The name shown in messages and graphs.
+    name: String,
+    /// The owned type (`T` for a `&T` parameter).
+    ty: Type,
+    by_ref: bool,
+}
+
+/// Where the context parameter sits among the function's parameters.
+struct Signature {
+    params: Vec<Param>,
+    /// Index in the function's parameter list of the `&TaskContext`, if any.
+    context_at: Option<usize>,
+    /// The value type (`T` in `-> T` or `-> Result<T, E>`).
+    output: Type,
+    fallible: bool,
+    is_async: bool,
+}
+
+impl Signature {
+    fn parse(cx: &mut Ctxt, func: &ItemFn) -> Option<Signature> {
+        let sig = &func.sig;
+        if !sig.generics.params.is_empty() {
+            cx.error_spanned_by(
+                &sig.generics,
+                "a task cannot be generic: workers find a task by its name and its inputs cross processes, \
+                 so its types must be concrete",
+            );
+        }
+        if let Some(c) = &sig.constness {
+            cx.error_spanned_by(c, "a task cannot be a `const fn`");
+        }
+        if let Some(u) = &sig.unsafety {
+            cx.error_spanned_by(
+                u,
+                "a task cannot be an `unsafe fn`: wrap the unsafe call in a safe function",
+            );
+        }
+        if let Some(v) = &sig.variadic {
+            cx.error_spanned_by(v, "a task cannot be variadic");
+        }
+        let mut params = Vec::new();
+        let mut context_at = None;
+        for (i, input) in sig.inputs.iter().enumerate() {
+            let pat_type = match input {
+                FnArg::Receiver(r) => {
+                    cx.error_spanned_by(
+                        r,
+                        "a task cannot be a method: put `#[task]` on a free function and pass what it needs as parameters",
+                    );
+                    continue;
+                }
+                FnArg::Typed(t) => t,
+            };
+            let name = match &*pat_type.pat {
+                Pat::Ident(p) => p.ident.to_string(),
+                other => other.to_token_stream().to_string(),
+            };
+            match &*pat_type.ty {
+                Type::Reference(r) if is_context(&r.elem) => {
+                    if let Some(m) = &r.mutability {
+                        cx.error_spanned_by(m, "take the task context as `&TaskContext`, not `&mut`");
+                    }
+                    if context_at.replace(i).is_some() {
+                        cx.error_spanned_by(&pat_type.ty, "a task takes at most one `&TaskContext`");
+                    }
+                }
+                Type::Reference(r) => {
+                    if let Some(m) = &r.mutability {
+                        cx.error_spanned_by(
+                            m,
+                            "a task cannot take `&mut`: upstream results are shared between tasks; \
+                             take the value (`T`) to get a copy of your own",
+                        );
+                    }
+                    check_param_type(cx, &r.elem);
+                    params.push(Param { name, ty: (*r.elem).clone(), by_ref: true });
+                }
+                Type::ImplTrait(_) => cx.error_spanned_by(
+                    &pat_type.ty,
+                    "a task parameter cannot be `impl Trait`: the flow passes it a value of one concrete type; \
+                     name that type",
+                ),
+                ty => {
+                    if is_context(ty) {
+                        cx.error_spanned_by(ty, "take the task context by reference: `ctx: &TaskContext`");
+                    }
+                    check_param_type(cx, ty);
+                    params.push(Param { name, ty: ty.clone(), by_ref: false });
+                }
+            }
+        }
+        let (output, fallible) = match &sig.output {
+            ReturnType::Default => (syn::parse_quote!(()), false),
+            ReturnType::Type(_, ty) => match result_ok_type(ty) {
+                Some(ok) => (ok, true),
+                None => {
+                    if let Type::ImplTrait(_) = &**ty {
+                        cx.error_spanned_by(
+                            ty,
+                            "a task cannot return `impl Trait`: name the type it returns",
+                        );
+                    }
+                    ((**ty).clone(), false)
+                }
+            },
+        };
+        if params.len() > 12 {
+            cx.error_spanned_by(
+                &sig.inputs,
+                "a task takes at most 12 parameters: group some into a struct",
+            );
+        }
+        if cx.has_errors() {
+            return None;
+        }
+        Some(Signature {
+            params,
+            context_at,
+            output,
+            fallible,
+            is_async: sig.asyncness.is_some(),
+        })
+    }
+}
+
+fn check_param_type(cx: &mut Ctxt, ty: &Type) {
+    if let Type::ImplTrait(_) = ty {
+        cx.error_spanned_by(
+            ty,
+            "a task parameter cannot be `impl Trait`: the flow passes it a value of one concrete type; name that type",
+        );
+    }
+    if let Type::Reference(_) = ty {
+        cx.error_spanned_by(ty, "a task parameter cannot be a reference to a reference");
+    }
+}
+
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        Type::Group(g) => last_segment(&g.elem),
+        Type::Paren(p) => last_segment(&p.elem),
+        _ => None,
+    }
+}
+
+fn is_context(ty: &Type) -> bool {
+    last_segment(ty).is_some_and(|s| s.ident == "TaskContext" && s.arguments.is_none())
+}
+
+/// `T` for `Result<T, E>` (or a `Result<T>` alias).
+fn result_ok_type(ty: &Type) -> Option<Type> {
+    let seg = last_segment(ty)?;
+    if seg.ident != "Result" {
+        return None;
+    }
+    match &seg.arguments {
+        syn::PathArguments::AngleBracketed(args) => args.args.iter().find_map(|a| match a {
+            syn::GenericArgument::Type(t) => Some(t.clone()),
+            _ => None,
+        }),
+        _ => None,
+    }
+}
+
+fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
+    let p = quote!(::tideflow::__private);
+    let vis = &func.vis;
+    let ident = &func.sig.ident;
+    let fn_name = ident.to_string();
+    let task_name = options.name.as_ref().map_or(fn_name.clone(), LitStr::value);
+    let output = &sig.output;
+    let span = ident.span();
+
+    // The owned type of each data parameter, in order.
+    let param_tys: Vec<&Type> = sig.params.iter().map(|p| &p.ty).collect();
+    let param_names: Vec<&str> = sig.params.iter().map(|p| p.name.as_str()).collect();
+    let param_ty_texts: Vec<String> = param_tys.iter().map(|t| type_text(t)).collect();
+    let output_text = type_text(output);
+
+    // Checks on the types the user wrote, each spanned at that type.
+    let mut checks = TokenStream::new();
+    for ty in param_tys.iter().copied().chain(std::iter::once(output)) {
+        let ts = ty.span();
+        checks.extend(quote_spanned! {ts=>
+            <#ty as #p::Shareable<#ident>>::check(#p::PhantomData);
+        });
+        if !options.local {
+            checks.extend(quote_spanned! {ts=>
+                <#ty as #p::Portable<#ident>>::check(#p::PhantomData);
+            });
+        }
+    }
+
+    // Take each input out of the value list, then call the function.
+    let mut unpack = TokenStream::new();
+    let mut call_args: Vec<TokenStream> = Vec::new();
+    for (i, param) in sig.params.iter().enumerate() {
+        let ty = &param.ty;
+        let v = format_ident!("__tideflow_v{}", i);
+        if param.by_ref {
+            unpack.extend(quote! {
+                let #v = __tideflow_inputs.next().ok_or_else(|| #p::TaskError::fail("missing input"))?;
+                let #v: &#ty = #p::borrow::<#ty>(&#v)?;
+            });
+        } else {
+            unpack.extend(quote! {
+                let #v: #ty = #p::take::<#ty>(
+                    __tideflow_inputs.next().ok_or_else(|| #p::TaskError::fail("missing input"))?,
+                )?;
+            });
+        }
+        call_args.push(quote!(#v));
+    }
+    if let Some(at) = sig.context_at {
+        call_args.insert(at, quote!(__tideflow_ctx));
+    }
+    let call = quote_spanned! {span=> #ident(#(#call_args),*) };
+    let awaited = if sig.is_async { quote!(#call.await) } else { call };
+    let finish = if sig.fallible {
+        quote! {
+            match #awaited {
+                #p::Result::Ok(v) => #p::Result::Ok(#p::value::<#output>(v)),
+                #p::Result::Err(e) => #p::Result::Err(#p::IntoTaskError::<#ident>::into_task_error(e)),
+            }
+        }
+    } else {
+        quote! { #p::Result::Ok(#p::value::<#output>(#awaited)) }
+    };
+    let body = if sig.is_async {
+        quote! {
+            fn __tideflow_body(
+                __tideflow_values: #p::Vec<#p::Value>,
+                __tideflow_ctx: #p::TaskContext,
+            ) -> #p::BoxFuture {
+                #p::Box::pin(async move {
+                    let __tideflow_ctx = &__tideflow_ctx;
+                    let mut __tideflow_inputs = __tideflow_values.into_iter();
+                    #unpack
+                    #finish
+                })
+            }
+            #p::TaskBody::Async(__tideflow_body)
+        }
+    } else {
+        quote! {
+            fn __tideflow_body(
+                __tideflow_values: #p::Vec<#p::Value>,
+                __tideflow_ctx: &#p::TaskContext,
+            ) -> #p::Result<#p::Value, #p::TaskError> {
+                let mut __tideflow_inputs = __tideflow_values.into_iter();
+                #unpack
+                #finish
+            }
+            #p::TaskBody::Sync(__tideflow_body)
+        }
+    };
+
+    let max_retries = options.max_retries.unwrap_or(0);
+    let delay = options.retry_delay_nanos.unwrap_or(0);
+    let trigger = options
+        .trigger
+        .clone()
+        .unwrap_or_else(|| Ident::new("AllSuccessful", Span::call_site()));
+    let skip = options.skip_on_upstream_skip.unwrap_or(true);
+    let tags = &options.tags;
+    let local = options.local;
+    let doc = format!("Task companion of [`{fn_name}()`]: its name, options and types, for `flow!`.");
+
+    quote! {
+        #func
+
+        #[doc = #doc]
+        #[allow(non_camel_case_types)]
+        #vis struct #ident {}
+
+        const _: () = {
+            #[allow(dead_code)]
+            fn __tideflow_type_checks() {
+                #checks
+            }
+
+            impl #p::Task for #ident {
+                type Output = #output;
+                type Sig = fn(#(#param_tys),*) -> #output;
+                const DEF: &'static #p::TaskDef = &#p::TaskDef {
+                    name: #task_name,
+                    key: ::core::concat!(::core::module_path!(), "::", #fn_name),
+                    options: #p::TaskOptions {
+                        max_retries: #max_retries,
+                        retry_delay: #p::Duration::from_nanos(#delay),
+                        trigger: #p::Trigger::#trigger,
+                        skip_on_upstream_skip: #skip,
+                        tags: &[#(#tags),*],
+                        local: #local,
+                    },
+                    params: &[#(#p::TaskParam { name: #param_names, ty: #param_ty_texts }),*],
+                    output: #output_text,
+                    body: { #body },
+                };
+            }
+
+            #p::inventory::submit! {
+                #p::TaskRegistration { def: <#ident as #p::Task>::DEF }
+            }
+        };
+    }
+}
+
+/// A type as a user would write it (`Vec<Chunk>`, not `Vec < Chunk >`).
+pub(crate) fn type_text(ty: &Type) -> String {
+    let raw = ty.to_token_stream().to_string();
+    let mut out = String::with_capacity(raw.len());
+    let chars: Vec<char> = raw.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            let next = chars.get(i + 1).copied();
+            let glue =
+                |ch: Option<char>| matches!(ch, Some('<' | '>' | ':' | '&' | '(' | ')' | '[' | ']' | ','));
+            if glue(next) && next != Some('(') || matches!(prev, Some('<' | ':' | '&' | '(' | '[')) {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
