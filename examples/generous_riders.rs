@@ -18,6 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::IsTerminal;
 
 use serde::{Deserialize, Serialize};
 use tideflow::prelude::*;
@@ -226,7 +227,13 @@ fn summarize(best: Vec<Option<Trip>>) -> Summary {
         mean_best_ratio,
         best: top,
     };
-    tracing::info!("{summary}");
+    tracing::info!(
+        "{} chunks, {} with a tipped trip; best tip ratio {:.1}% overall, {:.1}% on average",
+        summary.chunks,
+        summary.chunks_with_tips,
+        summary.best.as_ref().map_or(0.0, Trip::tip_ratio) * 100.0,
+        summary.mean_best_ratio * 100.0
+    );
     summary
 }
 
@@ -249,7 +256,10 @@ usage: generous_riders [--graph] [TRIPS.csv]
 
 #[tokio::main]
 async fn main() -> Result<(), FlowError> {
+    // Logs go to stderr (colored on a terminal); the run's summary and output to stdout.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -58,7 +58,8 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub use flow_runtime::checks::{
-    Arity, FlowOutput, IntoTaskError, MapElement, MapOver, MappedInput, Portable, Shareable, TaskInput,
+    Arity, Exact, FlowOutput, IntoTaskError, MapElement, MapOver, MappedInput, PerElement, Portable,
+    Shareable, TaskInput, WholeFits,
 };
 
 /// Not public API: what the code `#[task]` and `flow!` generate refers to.

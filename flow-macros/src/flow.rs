@@ -366,6 +366,12 @@ impl Analysis<'_> {
                 if in_map {
                     self.gather_in_map(expr);
                 }
+                if t.elems.len() > 8 {
+                    self.cx.error_spanned_by(
+                        expr,
+                        "a gathered tuple has at most 8 elements: group them into an array or several tuples",
+                    );
+                }
                 let parts = t.elems.iter().map(|e| self.arg(e, false, true)).collect();
                 return Arg::Gather {
                     array: false,
@@ -534,7 +540,10 @@ fn expand_flow(flow: &FlowDecl) -> TokenStream {
             }
             syn::Stmt::Expr(expr, semi) => {
                 if semi.is_none() && i == last {
-                    tail = Tail::Value(an.arg(expr, false, false));
+                    tail = Tail::Value(match expr {
+                        Expr::Call(_) | Expr::MethodCall(_) => an.nested(expr),
+                        other => an.arg(other, false, false),
+                    });
                 } else {
                     an.call(expr, None);
                 }
@@ -767,7 +776,8 @@ fn whole_checked(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
             let value = whole_arg(arg);
             quote_spanned! {span=>
                 let #a = #value;
-                <_ as #p::TaskInput<#expected, __TideflowTask>>::check(#a.payload());
+                let __tideflow_fit = <_ as #p::TaskInput<#expected, __TideflowTask>>::check(#a.payload());
+                <_ as #p::WholeFits<#expected, __TideflowTask>>::check(__tideflow_fit);
             }
         }
     }

@@ -549,19 +549,51 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
 /// A type as a user would write it (`Vec<Chunk>`, not `Vec < Chunk >`).
 pub(crate) fn type_text(ty: &Type) -> String {
     let raw = ty.to_token_stream().to_string();
-    let mut out = String::with_capacity(raw.len());
     let chars: Vec<char> = raw.chars().collect();
+    let mut out = String::with_capacity(raw.len());
     for (i, &c) in chars.iter().enumerate() {
         if c == ' ' {
             let prev = i.checked_sub(1).map(|j| chars[j]);
             let next = chars.get(i + 1).copied();
-            let glue =
-                |ch: Option<char>| matches!(ch, Some('<' | '>' | ':' | '&' | '(' | ')' | '[' | ']' | ','));
-            if glue(next) && next != Some('(') || matches!(prev, Some('<' | ':' | '&' | '(' | '[')) {
+            let no_space_after = matches!(prev, Some('<' | '(' | '[' | '&' | ':'));
+            let no_space_before = matches!(next, Some('<' | '>' | ',' | ';' | ')' | ']' | ':'));
+            if no_space_after || no_space_before {
                 continue;
             }
         }
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(src: &str) -> String {
+        type_text(&syn::parse_str::<Type>(src).expect("a type"))
+    }
+
+    #[test]
+    fn type_text_reads_like_written_code() {
+        assert_eq!(text("Vec<Chunk>"), "Vec<Chunk>");
+        assert_eq!(text("(u64, f64)"), "(u64, f64)");
+        assert_eq!(text("Option<Vec<(String, u32)>>"), "Option<Vec<(String, u32)>>");
+        assert_eq!(
+            text("std::collections::HashMap<String, Vec<u8>>"),
+            "std::collections::HashMap<String, Vec<u8>>"
+        );
+        assert_eq!(text("[u8; 4]"), "[u8; 4]");
+        assert_eq!(text("&'static str"), "&'static str");
+        assert_eq!(text("()"), "()");
+    }
+
+    #[test]
+    fn result_ok_type_finds_the_value_type() {
+        let ok =
+            |src: &str| result_ok_type(&syn::parse_str::<Type>(src).expect("a type")).map(|t| type_text(&t));
+        assert_eq!(ok("Result<Vec<u8>, TaskError>"), Some("Vec<u8>".to_owned()));
+        assert_eq!(ok("std::io::Result<u8>"), Some("u8".to_owned()));
+        assert_eq!(ok("Option<u8>"), None);
+    }
 }

@@ -13,18 +13,56 @@ use crate::graph::Source;
 use crate::value::{self, Value};
 
 /// A value offered to a task parameter of type `E`.
+///
+/// Holds for `E` itself (`Fit = Exact`) and for `Vec<E>` (`Fit = PerElement`), which
+/// [`WholeFits`] then refuses with the hint to map.
 #[diagnostic::on_unimplemented(
     message = "task `{Tk}` expects `{E}` for this argument, but it is a `{Self}`",
     label = "expected `{E}`, found `{Self}`",
     note = "this parameter of `{Tk}` has type `{E}`; the value passed here is a `{Self}`"
 )]
 pub trait TaskInput<E, Tk> {
-    /// Compiles only when `Self` is `E`.
+    /// Whether the value fits whole, or only element by element.
+    type Fit;
+
+    /// Compiles when `Self` is `E` or `Vec<E>`.
     #[inline(always)]
-    fn check(_offered: PhantomData<Self>) {}
+    fn check(_offered: PhantomData<Self>) -> PhantomData<Self::Fit> {
+        PhantomData
+    }
 }
 
-impl<T, Tk> TaskInput<T, Tk> for T {}
+#[diagnostic::do_not_recommend]
+impl<T, Tk> TaskInput<T, Tk> for T {
+    type Fit = Exact;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T, Tk> TaskInput<T, Tk> for Vec<T> {
+    type Fit = PerElement;
+}
+
+/// The value is of the parameter's type.
+pub enum Exact {}
+
+/// The value is a list of the parameter's type.
+pub enum PerElement {}
+
+/// Refuses a `Vec<E>` offered to a parameter of type `E`, with the hint to map.
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` expects `{E}` for this argument, but it is a `Vec<{E}>`",
+    label = "a `Vec<{E}>`: did you mean `{Tk}.map(..)` over it?",
+    note = "to run `{Tk}` once per element, write `{Tk}.map(..)` with this argument",
+    note = "to pass the whole list at once, give the parameter type `Vec<{E}>`"
+)]
+pub trait WholeFits<E, Tk> {
+    /// Compiles only for [`Exact`].
+    #[inline(always)]
+    fn check(_fit: PhantomData<Self>) {}
+}
+
+#[diagnostic::do_not_recommend]
+impl<E, Tk> WholeFits<E, Tk> for Exact {}
 
 /// The results of a mapped task offered to a parameter of type `E` (must be `Vec<Self>`).
 #[diagnostic::on_unimplemented(
@@ -39,6 +77,7 @@ pub trait MappedInput<E, Tk> {
     fn check(_offered: PhantomData<Self>) {}
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, Tk> MappedInput<Vec<T>, Tk> for T {}
 
 /// An element offered to a mapped task's parameter of type `E`.
@@ -53,6 +92,7 @@ pub trait MapElement<E, Tk> {
     fn check(_offered: PhantomData<Self>) {}
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, Tk> MapElement<T, Tk> for T {}
 
 /// A value that a `.map(..)` can fan out over: a `Vec`, `VecDeque`, array, `BTreeSet`
@@ -99,6 +139,7 @@ where
 
 macro_rules! collection {
     ($($ty:ty => [$($bound:tt)*]),+ $(,)?) => {$(
+        #[diagnostic::do_not_recommend]
         impl<T: Clone + Send + Sync + 'static $($bound)*, Tk> MapOver<Tk> for $ty {
             type Item = T;
             fn split(v: Value) -> Vec<Value> {
@@ -115,6 +156,7 @@ collection! {
     HashSet<T> => [+ Eq + std::hash::Hash],
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Clone + Send + Sync + 'static, const N: usize, Tk> MapOver<Tk> for [T; N] {
     type Item = T;
     fn split(v: Value) -> Vec<Value> {
@@ -195,6 +237,7 @@ pub trait FlowOutput<O, F> {
     fn check(_offered: PhantomData<Self>) {}
 }
 
+#[diagnostic::do_not_recommend]
 impl<T, F> FlowOutput<T, F> for T {}
 
 /// What a task may return as its error.
@@ -208,6 +251,7 @@ pub trait IntoTaskError<Tk> {
     fn into_task_error(self) -> crate::TaskError;
 }
 
+#[diagnostic::do_not_recommend]
 impl<E: Into<crate::TaskError>, Tk> IntoTaskError<Tk> for E {
     #[inline(always)]
     fn into_task_error(self) -> crate::TaskError {
@@ -228,6 +272,7 @@ pub trait Portable<Tk> {
     fn check(_: PhantomData<Self>) {}
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: serde::Serialize + serde::de::DeserializeOwned, Tk> Portable<Tk> for T {}
 
 /// A task input or output type the engine can hold and share.
@@ -242,4 +287,5 @@ pub trait Shareable<Tk> {
     fn check(_: PhantomData<Self>) {}
 }
 
+#[diagnostic::do_not_recommend]
 impl<T: Clone + Send + Sync + 'static, Tk> Shareable<Tk> for T {}

@@ -51,16 +51,7 @@ impl fmt::Display for TaskRunId {
 }
 
 /// What a task run knows about itself; a task receives it by taking a `&TaskContext`
-/// parameter.
-///
-/// ```
-/// use tideflow::prelude::*;
-///
-/// #[task]
-/// fn whoami(ctx: &TaskContext) -> String {
-///     format!("{} attempt {}", ctx.full_name(), ctx.attempt())
-/// }
-/// ```
+/// parameter (`fn whoami(ctx: &TaskContext) -> String`), which is not a data input.
 #[derive(Clone, Debug)]
 pub struct TaskContext {
     pub(crate) id: TaskRunId,

@@ -1,0 +1,309 @@
+//! Running task bodies: attempts, retries and panics. Sync bodies run on a compute pool
+//! off the async threads; async bodies run on tokio.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use futures::FutureExt as _;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
+use tracing::instrument::WithSubscriber as _;
+use tracing::{Dispatch, Instrument as _, Span};
+
+use crate::context::TaskContext;
+use crate::error::TaskError;
+use crate::task::{AsyncBody, SyncBody, TaskBody, TaskDef};
+use crate::value::Value;
+
+/// One task run handed to an executor: its inputs and context, carried across attempts.
+pub(super) struct Job {
+    pub(super) node: usize,
+    pub(super) index: Option<u32>,
+    pub(super) def: &'static TaskDef,
+    pub(super) inputs: Vec<Value>,
+    pub(super) ctx: TaskContext,
+    pub(super) started_at: Option<SystemTime>,
+    /// The flow run's span, parent of each attempt's `task_run` span.
+    pub(super) parent: Span,
+}
+
+/// How an attempt ended.
+pub(super) enum Outcome {
+    Success(Value),
+    Failed(String),
+    Skipped(String),
+    /// A sync attempt failed and a retry remains: the scheduler waits the retry delay
+    /// (on tokio's clock), then submits the job again.
+    Retry(Box<Job>),
+}
+
+/// What comes back to the scheduler when a task run ends (or a sync attempt is to be retried).
+pub(super) struct Completion {
+    pub(super) node: usize,
+    pub(super) index: Option<u32>,
+    pub(super) attempts: u32,
+    pub(super) started_at: Option<SystemTime>,
+    pub(super) ended_at: SystemTime,
+    pub(super) outcome: Outcome,
+}
+
+/// What the engine's tasks (in its `JoinSet`) return.
+pub(super) enum Done {
+    /// An async task run ended.
+    Task(Completion),
+    /// A sync task run's retry delay has passed.
+    RetryDue(Box<Job>),
+    /// A compute pool worker found no more work.
+    Worker,
+}
+
+/// `clean[3]` or `clean`, without allocating.
+pub(super) struct FullName<'a>(pub(super) &'a str, pub(super) Option<u32>);
+
+impl fmt::Display for FullName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(i) => write!(f, "{}[{i}]", self.0),
+            None => f.write_str(self.0),
+        }
+    }
+}
+
+/// The text of a panic payload, as a task run's failure message.
+pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("task panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("task panicked: {s}")
+    } else {
+        "task panicked".to_owned()
+    }
+}
+
+fn task_span(job: &Job) -> Span {
+    tracing::info_span!(
+        parent: &job.parent,
+        "task_run",
+        task = %job.ctx.binding,
+        map_index = job.index,
+        attempt = job.ctx.attempt,
+        flow_run_id = %job.ctx.id.flow_run,
+    )
+}
+
+impl Job {
+    fn name(&self) -> FullName<'_> {
+        FullName(&self.ctx.binding, self.index)
+    }
+
+    fn retries_left(&self) -> bool {
+        self.ctx.attempt <= self.def.options.max_retries
+    }
+
+    /// Starts an attempt: the inputs for it (kept for a later attempt while retries remain,
+    /// moved out on the last one so the body can take them without a clone).
+    fn begin_attempt(&mut self) -> Vec<Value> {
+        self.started_at.get_or_insert_with(SystemTime::now);
+        tracing::info!(task = %self.name(), state = "Running", attempt = self.ctx.attempt);
+        if self.retries_left() {
+            self.inputs.clone()
+        } else {
+            std::mem::take(&mut self.inputs)
+        }
+    }
+
+    /// The attempt's final outcome, or `Err(message)` when it is to be retried.
+    fn settle(
+        &self,
+        result: Result<Result<Value, TaskError>, Box<dyn Any + Send>>,
+    ) -> Result<Outcome, String> {
+        let message = match result {
+            Ok(Ok(v)) => {
+                tracing::info!(task = %self.name(), state = "Success");
+                return Ok(Outcome::Success(v));
+            }
+            Ok(Err(e)) if e.is_skip() => {
+                let message = e.message();
+                tracing::info!(task = %self.name(), state = "Skipped", message = %message);
+                return Ok(Outcome::Skipped(message));
+            }
+            Ok(Err(e)) => e.message(),
+            Err(payload) => panic_message(&*payload),
+        };
+        if self.retries_left() {
+            let delay = self.def.options.retry_delay;
+            tracing::info!(
+                task = %self.name(),
+                state = "Retrying",
+                attempt = self.ctx.attempt + 1,
+                delay = ?delay,
+                error = %message,
+                "attempt {} failed; retrying in {delay:?}",
+                self.ctx.attempt,
+            );
+            Err(message)
+        } else {
+            tracing::error!(task = %self.name(), state = "Failed", error = %message);
+            Ok(Outcome::Failed(message))
+        }
+    }
+
+    fn complete(self, outcome: Outcome) -> Completion {
+        Completion {
+            node: self.node,
+            index: self.index,
+            attempts: self.ctx.attempt,
+            started_at: self.started_at,
+            ended_at: SystemTime::now(),
+            outcome,
+        }
+    }
+}
+
+/// Runs one attempt of a sync body on the current (pool) thread.
+fn run_sync(mut job: Job, body: SyncBody) -> Completion {
+    let span = task_span(&job);
+    let _entered = span.enter();
+    let inputs = job.begin_attempt();
+    let result = panic::catch_unwind(AssertUnwindSafe(|| body(inputs, &job.ctx)));
+    match job.settle(result) {
+        Ok(outcome) => job.complete(outcome),
+        Err(_) => Completion {
+            node: job.node,
+            index: job.index,
+            attempts: job.ctx.attempt,
+            started_at: job.started_at,
+            ended_at: SystemTime::now(),
+            outcome: Outcome::Retry(Box::new(job)),
+        },
+    }
+}
+
+/// Runs every attempt of an async body, sleeping the retry delay between attempts.
+pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
+    loop {
+        let span = task_span(&job);
+        let inputs = span.in_scope(|| job.begin_attempt());
+        let ctx = job.ctx.clone();
+        let result = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, ctx))) {
+            Ok(fut) => {
+                AssertUnwindSafe(fut)
+                    .catch_unwind()
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(payload) => Err(payload),
+        };
+        match span.in_scope(|| job.settle(result)) {
+            Ok(outcome) => return Done::Task(job.complete(outcome)),
+            Err(_) => {
+                tokio::time::sleep(job.def.options.retry_delay).await;
+                job.ctx.attempt += 1;
+            }
+        }
+    }
+}
+
+/// The compute pool: sync bodies run on tokio's blocking threads, at most `limit` at once.
+///
+/// Workers are started on demand and exit when the queue is empty, so an idle pool holds
+/// no thread (and does not keep tokio's paused test clock from advancing).
+pub(super) struct Pool {
+    shared: Arc<Mutex<Queue>>,
+    limit: usize,
+    /// The subscriber current where the flow runs, when there is one: task runs log to it
+    /// from whichever thread they run on (a scoped subscriber included).
+    dispatch: Option<Dispatch>,
+}
+
+struct Queue {
+    jobs: VecDeque<(Job, SyncBody)>,
+    active: usize,
+}
+
+fn lock(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    // The lock is never held while user code runs, so poisoning cannot leave it inconsistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Pool {
+    pub(super) fn new(limit: usize) -> Self {
+        let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
+        Pool {
+            shared: Arc::new(Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                active: 0,
+            })),
+            limit: limit.max(1),
+            dispatch: (!dispatch.is::<tracing::subscriber::NoSubscriber>()).then_some(dispatch),
+        }
+    }
+
+    /// Starts a job: sync bodies on the pool (completions come back on `tx`), async bodies
+    /// as a task of `tasks`.
+    pub(super) fn launch(&self, job: Job, tasks: &mut JoinSet<Done>, tx: &UnboundedSender<Completion>) {
+        match job.def.body {
+            TaskBody::Async(body) => {
+                match &self.dispatch {
+                    Some(d) => tasks.spawn(run_async(job, body).with_subscriber(d.clone())),
+                    None => tasks.spawn(run_async(job, body)),
+                };
+            }
+            TaskBody::Sync(body) => {
+                let start_worker = {
+                    let mut q = lock(&self.shared);
+                    q.jobs.push_back((job, body));
+                    if q.active < self.limit {
+                        q.active += 1;
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if start_worker {
+                    let shared = Arc::clone(&self.shared);
+                    let tx = tx.clone();
+                    let dispatch = self.dispatch.clone();
+                    tasks.spawn_blocking(move || {
+                        match dispatch {
+                            Some(d) => tracing::dispatcher::with_default(&d, || worker(&shared, &tx)),
+                            None => worker(&shared, &tx),
+                        }
+                        Done::Worker
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // A run dropped before its end: queued jobs are not started.
+        let jobs = std::mem::take(&mut lock(&self.shared).jobs);
+        drop(jobs);
+    }
+}
+
+fn worker(shared: &Mutex<Queue>, tx: &UnboundedSender<Completion>) {
+    loop {
+        let next = {
+            let mut q = lock(shared);
+            match q.jobs.pop_front() {
+                Some(next) => next,
+                None => {
+                    q.active -= 1;
+                    return;
+                }
+            }
+        };
+        let (job, body) = next;
+        // The scheduler outlives the pool's work unless the run was dropped; then the
+        // completion has nowhere to go and is dropped.
+        let _ = tx.send(run_sync(job, body));
+    }
+}

@@ -1,0 +1,5 @@
+use tideflow::prelude::*;
+
+flow! {}
+
+fn main() {}

@@ -1,0 +1,21 @@
+use tideflow::prelude::*;
+
+#[task]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[task]
+fn numbers(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+flow! {
+    pub fn f(n: u64 = 2) -> u64 {
+        let xs = numbers(n);
+        let ds = double.map::<u64>(xs);
+        double(n)
+    }
+}
+
+fn main() {}

@@ -1,0 +1,20 @@
+use tideflow::prelude::*;
+
+#[task]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[task]
+fn numbers(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+flow! {
+    pub fn f(n: u64 = 2) -> u64 {
+        let mut d = double(n);
+        d
+    }
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use tideflow::prelude::*;
+
+#[task]
+fn push(xs: &mut Vec<u64>) -> usize {
+    xs.push(1);
+    xs.len()
+}
+
+fn main() {}

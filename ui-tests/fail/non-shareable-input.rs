@@ -1,0 +1,10 @@
+use tideflow::prelude::*;
+
+use std::rc::Rc;
+
+#[task(local)]
+fn length(s: Rc<String>) -> usize {
+    s.len()
+}
+
+fn main() {}

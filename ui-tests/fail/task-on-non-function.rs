@@ -1,0 +1,6 @@
+use tideflow::prelude::*;
+
+#[task]
+pub struct Load;
+
+fn main() {}

@@ -1,0 +1,6 @@
+use tideflow::prelude::*;
+
+#[task(trigger = all_done)]
+fn cleanup() {}
+
+fn main() {}
