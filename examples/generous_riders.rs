@@ -18,7 +18,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::IsTerminal;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tideflow::prelude::*;
@@ -166,8 +169,8 @@ fn pickup_hour(datetime: &str) -> Option<(String, u32)> {
 /// Drops refunds, zero-total trips and rows with no passenger count. The source is flaky:
 /// one load in five fails, and the task is retried.
 #[task(max_retries = 5, retry_delay = "2s")]
-fn clean(chunk: Chunk) -> Result<Chunk, TaskError> {
-    if fastrand::f64() < 0.2 {
+fn clean(chunk: Chunk, ctx: &TaskContext) -> Result<Chunk, TaskError> {
+    if flaky_roll(&chunk, ctx.attempt()) < 0.2 {
         return Err(TaskError::fail(format!(
             "flaky source: chunk {} failed to load",
             chunk.label()
@@ -186,6 +189,21 @@ fn clean(chunk: Chunk) -> Result<Chunk, TaskError> {
         trips.len()
     );
     Ok(Chunk { trips, ..chunk })
+}
+
+/// `--seed N`: the flaky source fails the same loads on every run.
+static SEED: OnceLock<u64> = OnceLock::new();
+
+/// A number in `0..1` for this load of this chunk: random, or fixed by `--seed`.
+fn flaky_roll(chunk: &Chunk, attempt: u32) -> f64 {
+    match SEED.get() {
+        None => fastrand::f64(),
+        Some(seed) => {
+            let mut key = DefaultHasher::new();
+            (seed, &chunk.date, chunk.hour, attempt).hash(&mut key);
+            fastrand::Rng::with_seed(key.finish()).f64()
+        }
+    }
 }
 
 /// The chunk's most generous rider (best tip / total), if anyone tipped.
@@ -248,10 +266,12 @@ flow! {
 }
 
 const USAGE: &str = "\
-usage: generous_riders [--graph] [TRIPS.csv]
+usage: generous_riders [--graph] [--fast] [--seed N] [TRIPS.csv]
 
   TRIPS.csv   a TLC yellow taxi trips CSV (default: examples/data/yellow_tripdata_sample.csv)
   --graph     print the flow's graph (Mermaid) and exit
+  --fast      retry `clean` after 50 ms instead of 2 s (a per-flow task option override)
+  --seed N    make the flaky source fail the same loads on every run
   RUST_LOG    log filter (default: info)";
 
 #[tokio::main]
@@ -260,6 +280,7 @@ async fn main() -> Result<(), FlowError> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -267,10 +288,22 @@ async fn main() -> Result<(), FlowError> {
         .init();
 
     let mut graph = false;
+    let mut fast = false;
     let mut path = None;
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--graph" => graph = true,
+            "--fast" => fast = true,
+            "--seed" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
+                Some(n) => {
+                    let _ = SEED.set(n);
+                }
+                None => {
+                    eprintln!("--seed takes a whole number\n{USAGE}");
+                    std::process::exit(2);
+                }
+            },
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
@@ -290,6 +323,9 @@ async fn main() -> Result<(), FlowError> {
     let mut flow = generous_riders();
     if let Some(path) = path {
         flow = flow.with_param("path", path)?;
+    }
+    if fast {
+        flow = flow.with_task_options("cleaned", |o| o.retry_delay = Duration::from_millis(50))?;
     }
     if graph {
         println!("{}", flow.to_mermaid());

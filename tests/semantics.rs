@@ -529,3 +529,39 @@ async fn chained_maps_run_element_wise() {
         .expect("second_stage[0] must start while first_stage[1] is still running");
     assert_eq!(run.output(), Ok(&vec![0, 10]));
 }
+
+// ---- per-flow task options ----
+
+static OVERRIDDEN_CALLS: AtomicU32 = AtomicU32::new(0);
+
+#[task(max_retries = 5, retry_delay = "2s")]
+fn slow_retries() -> Result<u8, TaskError> {
+    OVERRIDDEN_CALLS.fetch_add(1, Ordering::SeqCst);
+    Err(TaskError::fail("down"))
+}
+
+flow! {
+    fn overridden() -> u8 {
+        slow_retries()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_options_can_be_overridden_per_flow() {
+    let start = tokio::time::Instant::now();
+    let flow = overridden()
+        .with_task_options("slow_retries", |o| {
+            o.max_retries = 2;
+            o.retry_delay = Duration::from_millis(10);
+        })
+        .unwrap();
+    let run = flow.run().await;
+    assert_eq!(run.task("slow_retries").attempts(), 3);
+    assert_eq!(OVERRIDDEN_CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(start.elapsed(), Duration::from_millis(20));
+    let err = overridden().with_task_options("nope", |_| {}).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "flow `overridden` has no task `nope`; its tasks are: `slow_retries`"
+    );
+}

@@ -257,6 +257,7 @@ impl FlowBuilder {
         self.nodes.push(Node {
             name,
             task: Tk::DEF,
+            options: Tk::DEF.options,
             mapped,
             inputs,
             after: after.into_iter().flatten().collect(),

@@ -138,22 +138,32 @@ impl<O: Send + Sync + 'static> Flow<O> {
         for name in names {
             match self.graph.node_by_name(name) {
                 Some(id) => ids.push(id),
-                None => {
-                    return Err(FlowError::UnknownTask {
-                        flow: self.graph.name.to_owned(),
-                        name: name.to_owned(),
-                        known: self
-                            .graph
-                            .nodes
-                            .iter()
-                            .map(|n| format!("`{}`", n.name))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })
-                }
+                None => return Err(self.unknown_task(name)),
             }
         }
         self.options.reference = Some(ids);
+        Ok(self)
+    }
+
+    /// Overrides the options of the task named `name` (its binding, else its task name)
+    /// for this flow, as Prefect's `task.with_options(..)` does: e.g. a shorter
+    /// `retry_delay` for a demo or a test, or more retries for a flaky source.
+    ///
+    /// ```text
+    /// let flow = demo().with_task_options("fetch", |o| o.retry_delay = Duration::from_millis(10))?;
+    /// ```
+    ///
+    /// # Errors
+    /// [`FlowError::UnknownTask`] for a name that is not a task of the flow.
+    pub fn with_task_options(
+        mut self,
+        name: &str,
+        change: impl FnOnce(&mut crate::TaskOptions),
+    ) -> Result<Self, FlowError> {
+        let Some(id) = self.graph.node_by_name(name) else {
+            return Err(self.unknown_task(name));
+        };
+        change(&mut Arc::make_mut(&mut self.graph).nodes[id.index()].options);
         Ok(self)
     }
 
@@ -194,6 +204,20 @@ impl<O: Send + Sync + 'static> Flow<O> {
             name: name.to_owned(),
             expected: expected.to_owned(),
             reason,
+        }
+    }
+
+    fn unknown_task(&self, name: &str) -> FlowError {
+        FlowError::UnknownTask {
+            flow: self.graph.name.to_owned(),
+            name: name.to_owned(),
+            known: self
+                .graph
+                .nodes
+                .iter()
+                .map(|n| format!("`{}`", n.name))
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 

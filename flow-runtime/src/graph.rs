@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::task::TaskDef;
+use crate::task::{TaskDef, TaskOptions};
 use crate::value::Value;
 
 /// A task's position in its flow's graph.
@@ -81,6 +81,9 @@ pub struct Node {
     pub name: String,
     /// The task.
     pub task: &'static TaskDef,
+    /// The task's options in this flow: its `#[task(..)]` options unless the flow
+    /// overrides them ([`crate::Flow::with_task_options`]).
+    pub options: TaskOptions,
     /// A mapped task (`task.map(..)`): one child run per element.
     pub mapped: bool,
     /// One input per data parameter of the task, in order.

@@ -279,6 +279,7 @@ mod tests {
         let node = |name: &str, task: &'static TaskDef, mapped, inputs, after| Node {
             name: name.to_owned(),
             task,
+            options: task.options,
             mapped,
             inputs,
             after,

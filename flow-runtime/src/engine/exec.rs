@@ -16,7 +16,7 @@ use tracing::{Dispatch, Instrument as _, Span};
 
 use crate::context::TaskContext;
 use crate::error::TaskError;
-use crate::task::{AsyncBody, SyncBody, TaskBody, TaskDef};
+use crate::task::{AsyncBody, SyncBody, TaskBody, TaskDef, TaskOptions};
 use crate::value::Value;
 
 /// One task run handed to an executor: its inputs and context, carried across attempts.
@@ -24,6 +24,8 @@ pub(super) struct Job {
     pub(super) node: usize,
     pub(super) index: Option<u32>,
     pub(super) def: &'static TaskDef,
+    /// The task's options in this flow.
+    pub(super) options: TaskOptions,
     pub(super) inputs: Vec<Value>,
     pub(super) ctx: TaskContext,
     pub(super) started_at: Option<SystemTime>,
@@ -101,7 +103,7 @@ impl Job {
     }
 
     fn retries_left(&self) -> bool {
-        self.ctx.attempt <= self.def.options.max_retries
+        self.ctx.attempt <= self.options.max_retries
     }
 
     /// Starts an attempt: the inputs for it (kept for a later attempt while retries remain,
@@ -135,7 +137,7 @@ impl Job {
             Err(payload) => panic_message(&*payload),
         };
         if self.retries_left() {
-            let delay = self.def.options.retry_delay;
+            let delay = self.options.retry_delay;
             tracing::info!(
                 task = %self.name(),
                 state = "Retrying",
@@ -201,7 +203,7 @@ pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
         match span.in_scope(|| job.settle(result)) {
             Ok(outcome) => return Done::Task(job.complete(outcome)),
             Err(_) => {
-                tokio::time::sleep(job.def.options.retry_delay).await;
+                tokio::time::sleep(job.options.retry_delay).await;
                 job.ctx.attempt += 1;
             }
         }

@@ -567,7 +567,7 @@ impl RunState {
     fn start_node(&mut self, s: &Static, x: usize) {
         let node = &s.graph.nodes[x];
         let plan = &s.plans[x];
-        let options = &node.task.options;
+        let options = &node.options;
         if let Some(message) = &plan.invalid {
             self.release_sources(s, x);
             let state = State::Failed {
@@ -618,7 +618,7 @@ impl RunState {
     fn expand(&mut self, s: &Static, x: usize) {
         let node = &s.graph.nodes[x];
         let plan = &s.plans[x];
-        let options = &node.task.options;
+        let options = &node.options;
         if let Some(message) = &plan.invalid {
             let state = State::Failed {
                 message: message.clone(),
@@ -770,7 +770,7 @@ impl RunState {
     fn start_child(&mut self, s: &Static, x: usize, i: usize) {
         let node = &s.graph.nodes[x];
         let plan = &s.plans[x];
-        let options = &node.task.options;
+        let options = &node.options;
         let rt = &mut self.nodes[x];
         rt.unstarted -= 1;
         let last = rt.unstarted == 0;
@@ -867,6 +867,7 @@ impl RunState {
             node: x,
             index,
             def,
+            options: s.graph.nodes[x].options,
             inputs,
             ctx: TaskContext {
                 id: TaskRunId {
@@ -890,7 +891,7 @@ impl RunState {
     fn complete(&mut self, s: &Static, c: Completion) {
         let state = match c.outcome {
             Outcome::Retry(job) => {
-                let delay = job.def.options.retry_delay;
+                let delay = job.options.retry_delay;
                 self.tasks.spawn(async move {
                     tokio::time::sleep(delay).await;
                     Done::RetryDue(job)

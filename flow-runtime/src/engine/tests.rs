@@ -42,6 +42,7 @@ fn task(name: &str, def: &'static TaskDef, inputs: Vec<Input>) -> Node {
     Node {
         name: name.to_owned(),
         task: def,
+        options: def.options,
         mapped: false,
         inputs,
         after: Vec::new(),
