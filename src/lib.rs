@@ -58,8 +58,8 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub use flow_runtime::checks::{
-    Arity, Exact, FlowOutput, IntoTaskError, MapElement, MapOver, MappedInput, PerElement, Portable,
-    Shareable, TaskInput, WholeFits,
+    Arity, Exact, FlowOutput, FlowParam, IntoTaskError, MapElement, MapOver, MappedInput, NoOutput,
+    PerElement, Portable, Shareable, TaskInput, TaskIo, Uniform, WholeFits,
 };
 
 /// Not public API: what the code `#[task]` and `flow!` generate refers to.

@@ -20,6 +20,13 @@ use crate::ctxt::Ctxt;
 use crate::task::type_text;
 
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
+    if input.is_empty() {
+        return syn::Error::new(
+            Span::call_site(),
+            "`flow!` is empty: declare a flow in it, like `flow! { pub fn my_flow(n: u64 = 10) -> u64 { .. } }`",
+        )
+        .to_compile_error();
+    }
     let flows = match syn::parse2::<Flows>(input) {
         Ok(f) => f,
         Err(e) => return e.to_compile_error(),
@@ -171,6 +178,8 @@ struct Analysis<'a> {
     cx: Ctxt,
     names: HashMap<String, Kind>,
     calls: Vec<Call>,
+    /// Inside a tuple or array passed directly to a `.map(..)` (already an error).
+    gathering_in_map: bool,
     counter: usize,
     flow: &'a FlowDecl,
 }
@@ -225,13 +234,23 @@ impl Analysis<'_> {
             Expr::MethodCall(m) if m.method == "after" => {
                 let mut after = Vec::new();
                 for a in &m.args {
-                    match a {
-                        Expr::Path(p) if p.path.get_ident().is_some_and(|i| self.kind_of(i).is_some()) => {
-                            after.extend(p.path.get_ident().cloned());
-                        }
-                        other => self.cx.error_spanned_by(
-                            other,
-                            "`.after(..)` takes the names of earlier task results, like `.after(setup, load)`",
+                    let ident = match a {
+                        Expr::Path(p) if p.qself.is_none() => p.path.get_ident(),
+                        _ => None,
+                    };
+                    match ident {
+                        Some(i) if self.is_param(i) => self.cx.error_spanned_by(
+                            i,
+                            format!(
+                                "`{i}` is a flow parameter, not a task result: `.after(..)` orders tasks after \
+                                 other tasks"
+                            ),
+                        ),
+                        Some(i) if self.kind_of(i).is_some() => after.push(i.clone()),
+                        _ => self.cx.error_spanned_by(
+                            a,
+                            "`.after(..)` takes the names of earlier task results, like `.after(setup, load)`; \
+                             to wait for a task, bind it first: `let s = setup();` .. `.after(s)`",
                         ),
                     }
                 }
@@ -245,7 +264,10 @@ impl Analysis<'_> {
         };
         let (task, map, raw_args) = match core {
             Expr::Call(c) => match &*c.func {
-                Expr::Path(p) if p.qself.is_none() => (p.path.clone(), None, &c.args),
+                Expr::Path(p) if p.qself.is_none() => {
+                    self.no_type_arguments(&p.path);
+                    (p.path.clone(), None, &c.args)
+                }
                 other => {
                     self.cx
                         .error_spanned_by(other, "call a task by its name: `task(..)` or `task.map(..)`");
@@ -254,6 +276,7 @@ impl Analysis<'_> {
             },
             Expr::MethodCall(m) if m.method == "map" => match &*m.receiver {
                 Expr::Path(p) if p.qself.is_none() => {
+                    self.no_type_arguments(&p.path);
                     if let Some(t) = &m.turbofish {
                         self.cx.error_spanned_by(t, "`.map(..)` takes no type arguments");
                     }
@@ -276,11 +299,7 @@ impl Analysis<'_> {
                 return None;
             }
             other => {
-                self.cx.error_spanned_by(
-                    other,
-                    "a flow statement calls a task: `let x = task(..);` or `let xs = task.map(..);`; \
-                     constants go directly into a task's arguments",
-                );
+                self.cx.error_spanned_by(other, not_a_call(other));
                 return None;
             }
         };
@@ -341,7 +360,9 @@ impl Analysis<'_> {
             }
             Expr::Call(c) if matches!(&*c.func, Expr::Path(p) if p.path.is_ident("unmapped")) => {
                 let func_span = c.func.span();
-                if !in_map || in_gather {
+                if in_gather && self.gathering_in_map {
+                    // Already reported: a tuple cannot be fanned out over.
+                } else if !in_map || in_gather {
                     self.cx.error_at(
                         func_span,
                         "`unmapped(..)` only has a meaning inside `.map(..)`, where it passes one value to every child; \
@@ -359,10 +380,10 @@ impl Analysis<'_> {
             Expr::MethodCall(m) if m.method == "map" || m.method == "after" => {
                 return self.nested(expr);
             }
-            Expr::Call(c) if matches!(&*c.func, Expr::Path(_)) && self.mentioned_binding(expr).is_some() => {
+            Expr::Call(c) if is_task_path(&c.func) => {
                 return self.nested(expr);
             }
-            Expr::Tuple(t) if self.mentioned_binding(expr).is_some() => {
+            Expr::Tuple(t) if self.is_wired(expr) => {
                 if in_map {
                     self.gather_in_map(expr);
                 }
@@ -372,18 +393,28 @@ impl Analysis<'_> {
                         "a gathered tuple has at most 8 elements: group them into an array or several tuples",
                     );
                 }
+                let outer = std::mem::replace(&mut self.gathering_in_map, in_map);
                 let parts = t.elems.iter().map(|e| self.arg(e, false, true)).collect();
+                self.gathering_in_map = outer;
                 return Arg::Gather {
                     array: false,
                     parts,
                     span: expr.span(),
                 };
             }
-            Expr::Array(a) if self.mentioned_binding(expr).is_some() => {
+            Expr::Array(a) if self.is_wired(expr) => {
                 if in_map {
                     self.gather_in_map(expr);
                 }
+                if a.elems.len() > 8 {
+                    self.cx.error_spanned_by(
+                        expr,
+                        "a gathered array has at most 8 elements: return a `Vec` from a task instead",
+                    );
+                }
+                let outer = std::mem::replace(&mut self.gathering_in_map, in_map);
                 let parts = a.elems.iter().map(|e| self.arg(e, false, true)).collect();
+                self.gathering_in_map = outer;
                 return Arg::Gather {
                     array: true,
                     parts,
@@ -403,6 +434,17 @@ impl Analysis<'_> {
             }
             _ => {}
         }
+        if let Some(call) = find_task_call(expr) {
+            self.cx.error_spanned_by(
+                &call,
+                format!(
+                    "`{}(..)` is a task call inside an expression: bind it first (`let x = {0}(..);`) and \
+                     pass `x`; to call a plain function here, wrap the expression in a block `{{ .. }}`",
+                    call.to_token_stream().to_string().replace(' ', "")
+                ),
+            );
+            return Arg::Const(expr.clone());
+        }
         if let Some(b) = self.mentioned_binding(expr) {
             let what = if self.flow.params.iter().any(|p| p.name == b) {
                 "a flow parameter"
@@ -420,6 +462,26 @@ impl Analysis<'_> {
         Arg::Const(expr.clone())
     }
 
+    /// A tuple or array that holds a task result, a parameter or a task call.
+    fn is_wired(&self, expr: &Expr) -> bool {
+        self.mentioned_binding(expr).is_some() || find_task_call(expr).is_some()
+    }
+
+    fn is_param(&self, ident: &Ident) -> bool {
+        self.flow.params.iter().any(|p| p.name == *ident)
+    }
+
+    fn no_type_arguments(&mut self, path: &syn::Path) {
+        for seg in &path.segments {
+            if !seg.arguments.is_none() {
+                self.cx.error_spanned_by(
+                    &seg.arguments,
+                    "a task is called without type arguments: tasks are not generic",
+                );
+            }
+        }
+    }
+
     fn gather_in_map(&mut self, expr: &Expr) {
         self.cx.error_spanned_by(
             expr,
@@ -432,6 +494,58 @@ impl Analysis<'_> {
         match self.call(expr, None) {
             Some((ident, kind)) => Arg::Name(ident, kind),
             None => Arg::Const(expr.clone()),
+        }
+    }
+
+    /// `let x = task(..);`. A rejected statement still binds its name (as a single
+    /// value), so later uses of it do not pile up errors.
+    fn local(&mut self, local: &syn::Local) {
+        let (ident, ok) = match &local.pat {
+            syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
+                if let Some(m) = &p.mutability {
+                    self.cx
+                        .error_spanned_by(m, "task results are immutable: remove `mut`");
+                }
+                (Some(p.ident.clone()), true)
+            }
+            syn::Pat::Wild(w) => (Some(Ident::new("_", w.underscore_token.span)), true),
+            syn::Pat::Type(t) => {
+                self.cx.error_spanned_by(
+                    &t.ty,
+                    "flow bindings take their type from the task: remove the type annotation",
+                );
+                match &*t.pat {
+                    syn::Pat::Ident(p) => (Some(p.ident.clone()), false),
+                    _ => (None, false),
+                }
+            }
+            other => {
+                self.cx
+                    .error_spanned_by(other, "bind a task result to a plain name: `let x = task(..);`");
+                (None, false)
+            }
+        };
+        let kind = match (&local.init, ok) {
+            // A pattern that binds no single name: one error is enough.
+            (Some(_), false) if ident.is_none() => None,
+            (None, _) => {
+                self.cx
+                    .error_spanned_by(local, "a flow binding needs a task call: `let x = task(..);`");
+                None
+            }
+            (Some(init), ok) => {
+                if let Some((_, diverge)) = &init.diverge {
+                    self.cx
+                        .error_spanned_by(diverge, "`let .. else` has no meaning in a flow");
+                }
+                let binding = ident.as_ref().filter(|i| ok && *i != "_");
+                self.call(&init.expr, binding).map(|(_, kind)| kind)
+            }
+        };
+        if let Some(ident) = ident {
+            if ok || self.kind_of(&ident).is_none() {
+                self.bind(&ident, kind.unwrap_or(Kind::Single));
+            }
         }
     }
 
@@ -452,6 +566,80 @@ impl Analysis<'_> {
             );
         }
         self.names.insert(name, kind);
+    }
+}
+
+/// A call by a snake_case path (`clean(..)`, `tasks::clean(..)`) is a task call inside a
+/// flow; `Some(..)`, `String::from(..)` or `Duration::from_secs(..)` are constants.
+fn is_task_path(func: &Expr) -> bool {
+    match func {
+        Expr::Path(p) if p.qself.is_none() => p.path.segments.iter().all(|seg| {
+            let name = seg.ident.to_string();
+            name.trim_start_matches('_')
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_lowercase())
+        }),
+        _ => false,
+    }
+}
+
+/// The path of the first task call (`f(..)` or `f.map(..)`) in an expression, outside
+/// blocks and closures.
+fn find_task_call(expr: &Expr) -> Option<syn::Path> {
+    struct Finder(Option<syn::Path>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_expr(&mut self, e: &'ast Expr) {
+            if self.0.is_some() {
+                return;
+            }
+            match e {
+                Expr::Block(_) | Expr::Closure(_) | Expr::Async(_) | Expr::Unsafe(_) => {}
+                Expr::Call(c) if is_task_path(&c.func) => {
+                    if let Expr::Path(p) = &*c.func {
+                        self.0 = Some(p.path.clone());
+                    }
+                }
+                Expr::MethodCall(m) if m.method == "map" && matches!(&*m.receiver, Expr::Path(_)) => {
+                    if let Expr::Path(p) = &*m.receiver {
+                        self.0 = Some(p.path.clone());
+                    }
+                }
+                other => syn::visit::visit_expr(self, other),
+            }
+        }
+    }
+    let mut f = Finder(None);
+    f.visit_expr(expr);
+    f.0
+}
+
+/// Why a statement is not a task call, in the user's terms.
+fn not_a_call(expr: &Expr) -> String {
+    match expr {
+        Expr::Await(_) => {
+            "remove `.await`: the engine awaits every task; `my_flow().run().await` runs the flow".to_owned()
+        }
+        Expr::Try(_) => "remove `?`: a failed task fails its run, and downstream tasks react through their \
+                         `trigger`"
+            .to_owned(),
+        Expr::If(_) | Expr::Match(_) | Expr::While(_) | Expr::ForLoop(_) | Expr::Loop(_) => {
+            "a flow has no control flow: decide inside a task, or use a task's `trigger` to run it after \
+             failures"
+                .to_owned()
+        }
+        _ => "a flow statement calls a task: `let x = task(..);` or `let xs = task.map(..);`; \
+              constants go directly into a task's arguments"
+            .to_owned(),
+    }
+}
+
+/// What to write instead of a reference type: `String` for `&str`, `Vec<T>` for `&[T]`.
+fn owned_suggestion(elem: &Type) -> String {
+    match elem {
+        Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
+        Type::Slice(sl) => format!("Vec<{}>", type_text(&sl.elem)),
+        other => type_text(other),
     }
 }
 
@@ -476,15 +664,21 @@ fn doc_text(attrs: &[Attribute]) -> String {
 
 fn expand_flow(flow: &FlowDecl) -> TokenStream {
     let mut an = Analysis {
+        gathering_in_map: false,
         cx: Ctxt::default(),
         names: HashMap::new(),
         calls: Vec::new(),
         counter: 0,
         flow,
     };
-    for p in &flow.params {
-        if p.default.is_none() {
-            an.cx.error_spanned_by(
+    for (k, p) in flow.params.iter().enumerate() {
+        if flow.params[..k].iter().any(|q| q.name == p.name) {
+            an.cx
+                .error_spanned_by(&p.name, format!("duplicate parameter `{}`", p.name));
+            continue;
+        }
+        match &p.default {
+            None => an.cx.error_spanned_by(
                 &p.name,
                 format!(
                     "parameter `{}` needs a default: `{}: {} = ..`, so the flow can run without arguments \
@@ -492,6 +686,27 @@ fn expand_flow(flow: &FlowDecl) -> TokenStream {
                     p.name,
                     p.name,
                     type_text(&p.ty)
+                ),
+            ),
+            Some(default) => {
+                if let Some(other) = an.mentioned_binding(default) {
+                    an.cx.error_at(
+                        other.span(),
+                        format!(
+                            "a parameter's default cannot use parameter `{other}`: defaults are fixed values, \
+                             set when the flow is declared"
+                        ),
+                    );
+                }
+            }
+        }
+        if let Type::Reference(r) = &p.ty {
+            an.cx.error_spanned_by(
+                r,
+                format!(
+                    "a flow parameter cannot be a reference: parameters are set from JSON per run; \
+                     use an owned type such as `{}`",
+                    owned_suggestion(&r.elem)
                 ),
             );
         }
@@ -501,49 +716,17 @@ fn expand_flow(flow: &FlowDecl) -> TokenStream {
     let last = flow.body.len().saturating_sub(1);
     for (i, stmt) in flow.body.iter().enumerate() {
         match stmt {
-            syn::Stmt::Local(local) => {
-                let ident = match &local.pat {
-                    syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => {
-                        if let Some(m) = &p.mutability {
-                            an.cx
-                                .error_spanned_by(m, "task results are immutable: remove `mut`");
-                        }
-                        p.ident.clone()
-                    }
-                    syn::Pat::Type(t) => {
-                        an.cx.error_spanned_by(
-                            &t.ty,
-                            "flow bindings take their type from the task: remove the type annotation",
-                        );
-                        continue;
-                    }
-                    other => {
-                        an.cx.error_spanned_by(
-                            other,
-                            "bind a task result to a plain name: `let x = task(..);`",
-                        );
-                        continue;
-                    }
-                };
-                let Some(init) = &local.init else {
-                    an.cx
-                        .error_spanned_by(local, "a flow binding needs a task call: `let x = task(..);`");
-                    continue;
-                };
-                if let Some((_, diverge)) = &init.diverge {
-                    an.cx
-                        .error_spanned_by(diverge, "`let .. else` has no meaning in a flow");
-                }
-                if let Some((_, kind)) = an.call(&init.expr, Some(&ident)) {
-                    an.bind(&ident, kind);
-                }
-            }
+            syn::Stmt::Local(local) => an.local(local),
             syn::Stmt::Expr(expr, semi) => {
                 if semi.is_none() && i == last {
-                    tail = Tail::Value(match expr {
-                        Expr::Call(_) | Expr::MethodCall(_) => an.nested(expr),
-                        other => an.arg(other, false, false),
-                    });
+                    tail = match expr {
+                        Expr::Call(_) | Expr::MethodCall(_) => Tail::Value(an.nested(expr)),
+                        Expr::Await(_) | Expr::Try(_) | Expr::If(_) | Expr::Match(_) => {
+                            an.cx.error_spanned_by(expr, not_a_call(expr));
+                            Tail::None
+                        }
+                        other => Tail::Value(an.arg(other, false, false)),
+                    };
                 } else {
                     an.call(expr, None);
                 }
@@ -558,14 +741,15 @@ fn expand_flow(flow: &FlowDecl) -> TokenStream {
             ),
         }
     }
-    if let (Tail::Value(Arg::Const(e)), _) = (&tail, ()) {
+    // After an earlier mistake, a tail that looks constant is most likely its echo.
+    if let (Tail::Value(Arg::Const(e)), false) = (&tail, an.cx.has_errors()) {
         an.cx.error_spanned_by(
             e,
             "a flow ends with a task call or a task result, which becomes its output; \
              a constant output needs no flow",
         );
     }
-    if let (Tail::None, Some(out)) = (&tail, &flow.output) {
+    if let (Tail::None, Some(out), false) = (&tail, &flow.output, an.cx.has_errors()) {
         an.cx.error_at(
             flow.brace_span,
             format!(
@@ -627,7 +811,7 @@ const P: fn() -> TokenStream = || quote!(::tideflow::__private);
 /// The path of the generated code's support module, with every token at `span`, so a
 /// check quoted at a user's token stays entirely at that token.
 fn p_at(span: Span) -> TokenStream {
-    quote_spanned!(span=> ::tideflow::__private)
+    crate::private_at(span)
 }
 
 fn generate(flow: &FlowDecl, calls: &[Call], tail: &Tail) -> TokenStream {
@@ -650,11 +834,16 @@ fn generate(flow: &FlowDecl, calls: &[Call], tail: &Tail) -> TokenStream {
         let Some(default) = &param.default else { continue };
         let dspan = default.span();
         let typed_default = quote_spanned! {dspan=> let __tideflow_default: #ty = #default; };
+        let tspan = ty.span();
+        let pt = p_at(tspan);
+        let declare = quote_spanned! {tspan=>
+            <#ty as #pt::FlowParam<#name>>::declare(&mut __tideflow_b, #pname, #ty_text, __tideflow_default)
+        };
         body.extend(quote! {
             #[allow(unused_variables)]
             let #ident = {
                 #typed_default
-                __tideflow_b.param::<#ty>(#pname, #ty_text, __tideflow_default)
+                #declare
             };
         });
     }
@@ -662,17 +851,18 @@ fn generate(flow: &FlowDecl, calls: &[Call], tail: &Tail) -> TokenStream {
         body.extend(expand_call(call));
     }
     let finish = match tail {
-        Tail::None => quote! { __tideflow_b.finish::<()>(::core::option::Option::None) },
+        Tail::None => quote! { #p::FlowBuilder::finish::<()>(__tideflow_b, ::core::option::Option::None) },
         Tail::Value(arg) => {
             let span = arg.span();
-            let value = whole_arg(arg);
-            let check = quote_spanned! {span=>
-                <_ as #p::FlowOutput<#out, #name>>::check(__tideflow_out.payload());
+            let ps = p_at(span);
+            let value = whole_arg(arg, &quote!(#name));
+            let output = match &flow.output {
+                Some(_) => quote_spanned! {span=> <_ as #ps::FlowOutput<#out, #name>>::output(#value) },
+                None => quote_spanned! {span=> <_ as #ps::NoOutput<#name>>::output(#value) },
             };
             quote! {
-                let __tideflow_out = #value;
-                #check
-                __tideflow_b.finish::<#out>(::core::option::Option::Some(__tideflow_out))
+                let __tideflow_out = #output;
+                #p::FlowBuilder::finish::<#out>(__tideflow_b, ::core::option::Option::Some(__tideflow_out))
             }
         }
     };
@@ -730,7 +920,8 @@ fn expand_call(call: &Call) -> TokenStream {
         } else {
             whole_checked(&a, arg, &expected)
         });
-        inputs.push(quote!(#a.into_input()));
+        let p = p_at(arg.span());
+        inputs.push(quote_spanned!(arg.span()=> #p::Arg::into_input(#a)));
     }
     let after = call.after.iter().map(|d| {
         let p = p_at(d.span());
@@ -744,13 +935,22 @@ fn expand_call(call: &Call) -> TokenStream {
         let _: #ps::PhantomData<<<__TideflowTask as #ps::Task>::Sig as #ps::Arity<#n, __TideflowTask>>::A0> = #ps::PhantomData;
     };
     let alias = quote_spanned! {span=> type __TideflowTask = #task; };
+    // At the task's name too, so a non-task is reported once, there.
+    let add = quote_spanned! {span=>
+        #ps::FlowBuilder::#method::<__TideflowTask>(
+            &mut __tideflow_b,
+            #report,
+            ::std::vec![#(#inputs),*],
+            ::std::vec![#(#after),*],
+        )
+    };
     quote! {
         #[allow(unused_variables)]
         let #binding = {
             #alias
             #arity
             #args
-            __tideflow_b.#method::<__TideflowTask>(#report, ::std::vec![#(#inputs),*], ::std::vec![#(#after),*])
+            #add
         };
     }
 }
@@ -770,13 +970,14 @@ fn whole_checked(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
         }
         Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=>
             let #a = #p::reduce(&#ident);
-            <_ as #p::MappedInput<#expected, __TideflowTask>>::check(#a.payload());
+            <_ as #p::MappedInput<#expected, __TideflowTask>>::check(#p::Arg::payload(&#a));
         },
         Arg::Name(..) | Arg::Gather { .. } => {
-            let value = whole_arg(arg);
+            let value = whole_arg(arg, &quote_spanned!(span=> __TideflowTask));
             quote_spanned! {span=>
                 let #a = #value;
-                let __tideflow_fit = <_ as #p::TaskInput<#expected, __TideflowTask>>::check(#a.payload());
+                let __tideflow_fit =
+                    <_ as #p::TaskInput<#expected, __TideflowTask>>::check(#p::Arg::payload(&#a));
                 <_ as #p::WholeFits<#expected, __TideflowTask>>::check(__tideflow_fit);
             }
         }
@@ -785,13 +986,13 @@ fn whole_checked(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
 
 /// An argument as one whole value (no check): a name, a mapped name collected into a
 /// `Vec`, a gathered tuple or array, a constant.
-fn whole_arg(arg: &Arg) -> TokenStream {
+fn whole_arg(arg: &Arg, tk: &TokenStream) -> TokenStream {
     let span = arg.span();
     let p = p_at(span);
     match arg {
         Arg::Name(ident, Kind::Single) => quote_spanned! {span=> #p::whole(&#ident) },
         Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=> #p::output_mapped(&#ident) },
-        Arg::Unmapped(inner) => whole_arg(inner),
+        Arg::Unmapped(inner) => whole_arg(inner, tk),
         Arg::Const(e) => {
             let text = e.to_token_stream().to_string();
             quote_spanned! {span=> #p::constant(#e, #text) }
@@ -799,14 +1000,15 @@ fn whole_arg(arg: &Arg) -> TokenStream {
         Arg::Gather {
             array: true, parts, ..
         } => {
-            let parts = parts.iter().map(whole_arg);
-            quote_spanned! {span=> #p::gather_array([#(#parts),*]) }
+            let f = format_ident!("gather{}", parts.len().clamp(1, 8), span = span);
+            let parts = parts.iter().map(|part| whole_arg(part, tk));
+            quote_spanned! {span=> <_ as #p::Uniform<#tk>>::array(#p::#f(#(#parts),*)) }
         }
         Arg::Gather {
             array: false, parts, ..
         } => {
-            let f = format_ident!("gather{}", parts.len().clamp(1, 8));
-            let parts = parts.iter().map(whole_arg);
+            let f = format_ident!("gather{}", parts.len().clamp(1, 8), span = span);
+            let parts = parts.iter().map(|part| whole_arg(part, tk));
             quote_spanned! {span=> #p::#f(#(#parts),*) }
         }
     }
@@ -817,7 +1019,7 @@ fn mapped_arg(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
     let span = arg.span();
     let p = p_at(span);
     let elem_check = quote_spanned! {span=>
-        <_ as #p::MapElement<#expected, __TideflowTask>>::check(#a.payload());
+        <_ as #p::MapElement<#expected, __TideflowTask>>::check(#p::Arg::payload(&#a));
     };
     match arg {
         Arg::Unmapped(inner) => whole_checked(a, inner, expected),

@@ -12,6 +12,12 @@ mod task;
 
 use proc_macro::TokenStream;
 
+/// The path of the facade's support module for generated code, with every token at
+/// `span`, so a check quoted at a user's token stays entirely at that token.
+pub(crate) fn private_at(span: proc_macro2::Span) -> proc_macro2::TokenStream {
+    quote::quote_spanned!(span=> ::tideflow::__private)
+}
+
 /// Turns a function into a task. See the `tideflow` crate's documentation.
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {

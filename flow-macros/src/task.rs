@@ -25,7 +25,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let func = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(f) => f,
         Err(e) => {
-            let mut out = e.to_compile_error();
+            let message = match syn::parse2::<syn::Item>(item.clone()) {
+                Ok(syn::Item::Fn(_)) | Err(_) => e.to_string(),
+                Ok(_) => {
+                    "`#[task]` goes on a function: `#[task] fn load(path: String) -> Data { .. }`".to_owned()
+                }
+            };
+            let mut out = syn::Error::new(e.span(), message).to_compile_error();
             out.extend(item);
             return out;
         }
@@ -97,14 +103,22 @@ impl Options {
             }
             seen.push(key.clone());
             match key.as_str() {
-                "name" => options.name = string_value(cx, &arg),
+                "name" => {
+                    options.name = string_value(cx, &arg);
+                    if let Some(name) = options.name.as_ref().filter(|n| n.value().trim().is_empty()) {
+                        cx.error_spanned_by(name, "a task's `name` cannot be empty");
+                    }
+                }
                 "max_retries" => options.max_retries = int_value(cx, &arg),
                 "retry_delay" => {
                     if let Some(lit) = string_value(cx, &arg) {
                         match duration::parse(&lit.value()) {
                             Ok(d) => match u64::try_from(d.as_nanos()) {
                                 Ok(n) => options.retry_delay_nanos = Some(n),
-                                Err(_) => cx.error_spanned_by(&lit, "`retry_delay` is too long"),
+                                Err(_) => cx.error_spanned_by(
+                                    &lit,
+                                    "`retry_delay` is too long: the longest delay is about 584 years",
+                                ),
                             },
                             Err(msg) => cx.error_spanned_by(&lit, msg),
                         }
@@ -154,11 +168,21 @@ fn int_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<u32> {
     match require_value(cx, arg, "max_retries = 3")? {
         Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u32>() {
             Ok(n) => Some(n),
-            Err(e) => {
-                cx.error_spanned_by(i, format!("`{}` takes a whole number from 0: {e}", arg.key));
+            Err(_) => {
+                cx.error_spanned_by(
+                    i,
+                    format!("`{}` takes a whole number from 0 to {}", arg.key, u32::MAX),
+                );
                 None
             }
         },
+        Expr::Unary(syn::ExprUnary {
+            op: syn::UnOp::Neg(_),
+            ..
+        }) => {
+            cx.error_spanned_by(arg.value.as_ref()?, format!("`{}` cannot be negative", arg.key));
+            None
+        }
         other => {
             cx.error_spanned_by(
                 other,
@@ -225,10 +249,18 @@ fn tags_value(cx: &mut Ctxt, arg: &OptionArg) -> Vec<LitStr> {
             return Vec::new();
         }
     };
-    let mut tags = Vec::new();
+    let mut tags: Vec<LitStr> = Vec::new();
     for e in elems {
         match e {
-            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => tags.push(s.clone()),
+            Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => {
+                if s.value().trim().is_empty() {
+                    cx.error_spanned_by(s, "a tag cannot be empty");
+                } else if tags.iter().any(|t| t.value() == s.value()) {
+                    cx.error_spanned_by(s, format!("duplicate tag \"{}\"", s.value()));
+                } else {
+                    tags.push(s.clone());
+                }
+            }
             other => cx.error_spanned_by(other, "each tag is a string literal: `tags = [\"db\", \"io\"]`"),
         }
     }
@@ -251,7 +283,8 @@ struct Signature {
     context_at: Option<usize>,
     /// The value type (`T` in `-> T` or `-> Result<T, E>`).
     output: Type,
-    fallible: bool,
+    /// For `Result<T, E>`: where the error type is written (`E`, or the alias).
+    fallible: Option<Span>,
     is_async: bool,
 }
 
@@ -303,6 +336,14 @@ impl Signature {
                         cx.error_spanned_by(&pat_type.ty, "a task takes at most one `&TaskContext`");
                     }
                 }
+                Type::Reference(r) if is_unsized(&r.elem) => cx.error_spanned_by(
+                    &pat_type.ty,
+                    format!(
+                        "a task cannot take `{}`: take `{}` (or `&{1}` to read it without a clone)",
+                        type_text(&pat_type.ty),
+                        owned_of(&r.elem)
+                    ),
+                ),
                 Type::Reference(r) => {
                     if let Some(m) = &r.mutability {
                         cx.error_spanned_by(
@@ -329,9 +370,9 @@ impl Signature {
             }
         }
         let (output, fallible) = match &sig.output {
-            ReturnType::Default => (syn::parse_quote!(()), false),
+            ReturnType::Default => (syn::parse_quote!(()), None),
             ReturnType::Type(_, ty) => match result_ok_type(ty) {
-                Some(ok) => (ok, true),
+                Some(ok) => (ok, Some(result_err_span(ty))),
                 None => {
                     if let Type::ImplTrait(_) = &**ty {
                         cx.error_spanned_by(
@@ -339,7 +380,7 @@ impl Signature {
                             "a task cannot return `impl Trait`: name the type it returns",
                         );
                     }
-                    ((**ty).clone(), false)
+                    ((**ty).clone(), None)
                 }
             },
         };
@@ -359,6 +400,21 @@ impl Signature {
             fallible,
             is_async: sig.asyncness.is_some(),
         })
+    }
+}
+
+/// `str`, `[T]` and `dyn Trait`: types a task input cannot be stored as.
+fn is_unsized(ty: &Type) -> bool {
+    matches!(ty, Type::Slice(_) | Type::TraitObject(_))
+        || matches!(ty, Type::Path(p) if p.path.is_ident("str"))
+}
+
+/// The owned type to take instead of a borrowed unsized one.
+fn owned_of(ty: &Type) -> String {
+    match ty {
+        Type::Slice(s) => format!("Vec<{}>", type_text(&s.elem)),
+        Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
+        other => format!("Box<{}>", type_text(other)),
     }
 }
 
@@ -385,6 +441,20 @@ fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
 
 fn is_context(ty: &Type) -> bool {
     last_segment(ty).is_some_and(|s| s.ident == "TaskContext" && s.arguments.is_none())
+}
+
+/// Where the error type of a `Result<T, E>` is written (the whole type for an alias).
+fn result_err_span(ty: &Type) -> Span {
+    let err = last_segment(ty).and_then(|seg| match &seg.arguments {
+        syn::PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .filter(|a| matches!(a, syn::GenericArgument::Type(_)))
+            .nth(1)
+            .map(Spanned::span),
+        _ => None,
+    });
+    err.unwrap_or_else(|| ty.span())
 }
 
 /// `T` for `Result<T, E>` (or a `Result<T>` alias).
@@ -421,33 +491,37 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
     let mut checks = TokenStream::new();
     for ty in param_tys.iter().copied().chain(std::iter::once(output)) {
         let ts = ty.span();
-        checks.extend(quote_spanned! {ts=>
-            <#ty as #p::Shareable<#ident>>::check(#p::PhantomData);
-        });
+        let pt = crate::private_at(ts);
+        let store = shareable(ty, ident, "store");
+        checks.extend(quote_spanned! {ts=> let _ = #store; });
         if !options.local {
             checks.extend(quote_spanned! {ts=>
-                <#ty as #p::Portable<#ident>>::check(#p::PhantomData);
+                <#ty as #pt::Portable<#ident>>::check(#pt::PhantomData);
             });
         }
     }
 
-    // Take each input out of the value list, then call the function.
+    // Take each input out of the value list, then call the function. Every conversion
+    // goes through the same check, at the same type token, as the checks above, so a type
+    // that does not fit is reported once, there.
     let mut unpack = TokenStream::new();
     let mut call_args: Vec<TokenStream> = Vec::new();
     for (i, param) in sig.params.iter().enumerate() {
         let ty = &param.ty;
+        let ts = ty.span();
         let v = format_ident!("__tideflow_v{}", i);
+        unpack.extend(quote! {
+            let #v = ::core::option::Option::ok_or_else(
+                ::core::iter::Iterator::next(&mut __tideflow_inputs),
+                || #p::TaskError::fail("missing input"),
+            )?;
+        });
+        let pt = crate::private_at(ts);
         if param.by_ref {
-            unpack.extend(quote! {
-                let #v = __tideflow_inputs.next().ok_or_else(|| #p::TaskError::fail("missing input"))?;
-                let #v: &#ty = #p::borrow::<#ty>(&#v)?;
-            });
+            unpack.extend(quote_spanned! {ts=> let #v: &#ty = #pt::borrow::<#ty>(&#v)?; });
         } else {
-            unpack.extend(quote! {
-                let #v: #ty = #p::take::<#ty>(
-                    __tideflow_inputs.next().ok_or_else(|| #p::TaskError::fail("missing input"))?,
-                )?;
-            });
+            let taker = shareable(ty, ident, "taker");
+            unpack.extend(quote_spanned! {ts=> let #v: #ty = #taker()(#v)?; });
         }
         call_args.push(quote!(#v));
     }
@@ -456,15 +530,21 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
     }
     let call = quote_spanned! {span=> #ident(#(#call_args),*) };
     let awaited = if sig.is_async { quote!(#call.await) } else { call };
-    let finish = if sig.fallible {
-        quote! {
-            match #awaited {
-                #p::Result::Ok(v) => #p::Result::Ok(#p::value::<#output>(v)),
-                #p::Result::Err(e) => #p::Result::Err(#p::IntoTaskError::<#ident>::into_task_error(e)),
+    let os = output.span();
+    let store_fn = shareable(output, ident, "store");
+    let store = quote_spanned! {os=> #store_fn() };
+    let finish = match sig.fallible {
+        Some(es) => {
+            let pe = crate::private_at(es);
+            let convert = quote_spanned! {es=> #pe::IntoTaskError::<#ident>::into_task_error(e) };
+            quote! {
+                match #awaited {
+                    #p::Result::Ok(v) => #p::Result::Ok(#store(v)),
+                    #p::Result::Err(e) => #p::Result::Err(#convert),
+                }
             }
         }
-    } else {
-        quote! { #p::Result::Ok(#p::value::<#output>(#awaited)) }
+        None => quote! { #p::Result::Ok(#store(#awaited)) },
     };
     let body = if sig.is_async {
         quote! {
@@ -472,9 +552,10 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
                 __tideflow_values: #p::Vec<#p::Value>,
                 __tideflow_ctx: #p::TaskContext,
             ) -> #p::BoxFuture {
+                #checks
                 #p::Box::pin(async move {
                     let __tideflow_ctx = &__tideflow_ctx;
-                    let mut __tideflow_inputs = __tideflow_values.into_iter();
+                    let mut __tideflow_inputs = ::core::iter::IntoIterator::into_iter(__tideflow_values);
                     #unpack
                     #finish
                 })
@@ -487,7 +568,8 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
                 __tideflow_values: #p::Vec<#p::Value>,
                 __tideflow_ctx: &#p::TaskContext,
             ) -> #p::Result<#p::Value, #p::TaskError> {
-                let mut __tideflow_inputs = __tideflow_values.into_iter();
+                #checks
+                let mut __tideflow_inputs = ::core::iter::IntoIterator::into_iter(__tideflow_values);
                 #unpack
                 #finish
             }
@@ -514,11 +596,7 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
         #vis struct #ident {}
 
         const _: () = {
-            #[allow(dead_code)]
-            fn __tideflow_type_checks() {
-                #checks
-            }
-
+            #[diagnostic::do_not_recommend]
             impl #p::Task for #ident {
                 type Output = #output;
                 type Sig = fn(#(#param_tys),*) -> #output;
@@ -544,6 +622,17 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
             }
         };
     }
+}
+
+/// `<TaskIo as Shareable<T, Tk>>::method`, spanning the user's whole type `T`, so its
+/// check and the conversions that need it are one error, under the whole type.
+fn shareable(ty: &Type, task: &Ident, method: &str) -> TokenStream {
+    let mut tokens = ty.to_token_stream().into_iter();
+    let first = tokens.next().map_or_else(|| ty.span(), |t| t.span());
+    let last = tokens.last().map_or(first, |t| t.span());
+    let p = crate::private_at(first);
+    let method = Ident::new(method, last);
+    quote_spanned! {first=> <#p::TaskIo as #p::Shareable<#ty, #task>>::#method }
 }
 
 /// A type as a user would write it (`Vec<Chunk>`, not `Vec < Chunk >`).

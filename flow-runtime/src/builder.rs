@@ -108,6 +108,7 @@ fn collect_vec<T: Clone + Send + Sync + 'static>(parts: Vec<Value>) -> Value {
 macro_rules! gather_tuple {
     ($gather:ident, $collect:ident; $($t:ident $a:ident),+) => {
         /// A tuple of arguments passed as one.
+        #[allow(clippy::too_many_arguments)]
         pub fn $gather<$($t: Clone + Send + Sync + 'static),+>($($a: Arg<$t>),+) -> Arg<($($t,)+)> {
             Arg::new(Input::Value(Source::Gather(vec![$($a.into_source()),+], $collect::<$($t),+>)))
         }
@@ -135,10 +136,16 @@ gather_tuple!(gather6, collect6; A a, B b, C c, D d, E e, F f);
 gather_tuple!(gather7, collect7; A a, B b, C c, D d, E e, F f, G g);
 gather_tuple!(gather8, collect8; A a, B b, C c, D d, E e, F f, G g, H h);
 
-/// An array of arguments of one type passed as one.
-pub fn gather_array<T: Clone + Send + Sync + 'static, const N: usize>(parts: [Arg<T>; N]) -> Arg<[T; N]> {
-    let sources = parts.into_iter().map(Arg::into_source).collect();
-    Arg::new(Input::Value(Source::Gather(sources, collect_array::<T, N>)))
+/// A gathered tuple of values of one type, turned into an array (see
+/// [`crate::checks::Uniform`]).
+pub(crate) fn as_array<T: Clone + Send + Sync + 'static, const N: usize, Tuple>(
+    arg: Arg<Tuple>,
+) -> Arg<[T; N]> {
+    let source = match arg.into_source() {
+        Source::Gather(parts, _) => Source::Gather(parts, collect_array::<T, N>),
+        other => other,
+    };
+    Arg::new(Input::Value(source))
 }
 
 fn collect_array<T: Clone + Send + Sync + 'static, const N: usize>(parts: Vec<Value>) -> Value {
@@ -191,8 +198,8 @@ impl FlowBuilder {
         }
     }
 
-    /// Declares a parameter with its default.
-    pub fn param<T>(&mut self, name: &'static str, ty: &'static str, default: T) -> Single<T>
+    /// Declares a parameter with its default (through [`crate::checks::FlowParam`]).
+    pub(crate) fn param<T>(&mut self, name: &'static str, ty: &'static str, default: T) -> Single<T>
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::marker::PhantomData;
 
-use crate::builder::{self, Arg, Single};
+use crate::builder::{self, Arg, FlowBuilder, Single};
 use crate::graph::Source;
 use crate::value::{self, Value};
 
@@ -231,14 +231,94 @@ arity!(12; A0, A1, A2, A3, A4, A5, A6, A7, A8, A9, A10, A11;);
     label = "produces `{Self}`",
     note = "change the flow's return type to `{Self}`, or end the flow with a step that produces `{O}`"
 )]
-pub trait FlowOutput<O, F> {
-    /// Compiles only when `Self` is `O`.
-    #[inline(always)]
-    fn check(_offered: PhantomData<Self>) {}
+pub trait FlowOutput<O, F>: Sized {
+    /// The output, typed as declared.
+    fn output(arg: Arg<Self>) -> Arg<O>;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T, F> FlowOutput<T, F> for T {}
+impl<T, F> FlowOutput<T, F> for T {
+    #[inline(always)]
+    fn output(arg: Arg<T>) -> Arg<T> {
+        arg
+    }
+}
+
+/// The final value of a flow declared without an output type.
+#[diagnostic::on_unimplemented(
+    message = "flow `{F}` declares no output, but its final step produces `{Self}`",
+    label = "produces `{Self}`",
+    note = "add `-> {Self}` to the flow's signature to make it the output, or end the step with `;` to discard it"
+)]
+pub trait NoOutput<F>: Sized {
+    /// The unit output.
+    fn output(arg: Arg<Self>) -> Arg<()>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<F> NoOutput<F> for () {
+    #[inline(always)]
+    fn output(arg: Arg<()>) -> Arg<()> {
+        arg
+    }
+}
+
+/// A flow parameter's type: set from JSON per run, shared by the tasks that read it.
+#[diagnostic::on_unimplemented(
+    message = "flow `{F}` cannot take a parameter of type `{Self}`",
+    label = "`{Self}` lacks `Serialize`/`Deserialize`, or is not `Clone + Send + Sync + 'static`",
+    note = "parameters are set by name from JSON (`.with_param(..)`, the CLI): derive `serde::Serialize` and `serde::Deserialize`, and `Clone`"
+)]
+pub trait FlowParam<F>: Sized {
+    /// Declares the parameter with its default.
+    fn declare(b: &mut FlowBuilder, name: &'static str, ty: &'static str, default: Self) -> Single<Self>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T, F> FlowParam<F> for T
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    #[inline(always)]
+    fn declare(b: &mut FlowBuilder, name: &'static str, ty: &'static str, default: T) -> Single<T> {
+        b.param(name, ty, default)
+    }
+}
+
+/// Several values passed as one array argument: they must share one type.
+#[diagnostic::on_unimplemented(
+    message = "the elements of this array passed to `{Tk}` have different types: `{Self}`",
+    label = "elements of different types",
+    note = "an array gathers values of one type; pass a tuple `(a, b)` to a parameter of tuple type instead"
+)]
+pub trait Uniform<Tk>: Sized {
+    /// `[T; N]`.
+    type Array;
+    /// The gathered tuple as an array.
+    fn array(arg: Arg<Self>) -> Arg<Self::Array>;
+}
+
+macro_rules! uniform {
+    ($n:literal; $($t:ident),+) => {
+        #[diagnostic::do_not_recommend]
+        impl<T: Clone + Send + Sync + 'static, Tk> Uniform<Tk> for ($($t,)+) {
+            type Array = [T; $n];
+            #[inline(always)]
+            fn array(arg: Arg<Self>) -> Arg<[T; $n]> {
+                builder::as_array::<T, $n, Self>(arg)
+            }
+        }
+    };
+}
+
+uniform!(1; T);
+uniform!(2; T, T);
+uniform!(3; T, T, T);
+uniform!(4; T, T, T, T);
+uniform!(5; T, T, T, T, T);
+uniform!(6; T, T, T, T, T, T);
+uniform!(7; T, T, T, T, T, T, T);
+uniform!(8; T, T, T, T, T, T, T, T);
 
 /// What a task may return as its error.
 #[diagnostic::on_unimplemented(
@@ -275,17 +355,35 @@ pub trait Portable<Tk> {
 #[diagnostic::do_not_recommend]
 impl<T: serde::Serialize + serde::de::DeserializeOwned, Tk> Portable<Tk> for T {}
 
-/// A task input or output type the engine can hold and share.
+/// The inputs and outputs of tasks, as the subject of [`Shareable`].
+pub enum TaskIo {}
+
+/// A task input or output type `T` the engine can hold and share.
+///
+/// The checked type is a parameter rather than `Self`: rustc would otherwise suggest
+/// borrowing it (`&T` is `Clone`), which never helps here.
 #[diagnostic::on_unimplemented(
-    message = "task `{Tk}` cannot pass `{Self}` between tasks: task inputs and outputs must be `Clone + Send + Sync + 'static`",
-    label = "`{Self}` is not `Clone + Send + Sync + 'static`",
+    message = "task `{Tk}` cannot pass `{T}` between tasks: task inputs and outputs must be `Clone + Send + Sync + 'static`",
+    label = "`{T}` is not `Clone + Send + Sync + 'static`",
     note = "results are shared between downstream tasks and threads; derive `Clone`, and use `Arc` rather than `Rc` or references"
 )]
-pub trait Shareable<Tk> {
-    /// Compiles only for shareable types.
-    #[inline(always)]
-    fn check(_: PhantomData<Self>) {}
+pub trait Shareable<T, Tk> {
+    /// How to store a task's result.
+    fn store() -> fn(T) -> Value;
+
+    /// How to take a task's input: moved when this is the last holder, cloned otherwise.
+    fn taker() -> fn(Value) -> Result<T, crate::TaskError>;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: Clone + Send + Sync + 'static, Tk> Shareable<Tk> for T {}
+impl<T: Clone + Send + Sync + 'static, Tk> Shareable<T, Tk> for TaskIo {
+    #[inline(always)]
+    fn store() -> fn(T) -> Value {
+        value::value::<T>
+    }
+
+    #[inline(always)]
+    fn taker() -> fn(Value) -> Result<T, crate::TaskError> {
+        value::take::<T>
+    }
+}

@@ -175,11 +175,11 @@ impl TaskDef {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a task",
     label = "not a task",
-    note = "add `#[task]` to the function `{Self}` to call it in a flow"
+    note = "only functions marked `#[task]` can be called in a flow (a flow cannot be called as a task of another flow yet)"
 )]
 pub trait Task: 'static {
     /// The value the task produces (`T` for a task returning `T` or `Result<T, E>`).
-    type Output: Clone + Send + Sync + 'static;
+    type Output;
     /// `fn(A, B) -> Output` with the owned types of the data parameters.
     type Sig;
     /// The task's definition.

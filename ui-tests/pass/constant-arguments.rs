@@ -28,6 +28,7 @@ fn neg(x: i64) -> i64 {
 
 const LIMIT: u64 = 100;
 
+// Inside `flow!`, a snake_case call is a task call: a plain function call is wrapped in a block.
 fn make_window() -> Window {
     Window { size: 3 }
 }
@@ -35,7 +36,7 @@ fn make_window() -> Window {
 flow! {
     pub fn constants() -> String {
         let a = window("name".into(), vec![1, 2, 3], Window { size: 4 }, LIMIT, 0.25, true, 'x');
-        let b = window(String::from("two"), Vec::new(), make_window(), u64::MAX, 1e-3, false, 'y');
+        let b = window(String::from("two"), Vec::new(), { make_window() }, u64::MAX, 1e-3, false, 'y');
         let c = window("three".to_string(), (1..4).collect(), Window { size: 1 + 1 }, 2 * LIMIT, -1.5, !true, '\n');
         let d = pair((1, "literal tuple".to_owned()));
         let e = opt(Some(3));
