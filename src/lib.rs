@@ -59,7 +59,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub use flow_runtime::checks::{
     Arity, Exact, FlowOutput, FlowParam, IntoTaskError, MapElement, MapOver, MappedInput, NoOutput,
-    PerElement, Portable, Shareable, TaskInput, TaskIo, Uniform, WholeFits,
+    PerElement, Portable, ReducedFits, Shareable, TaskInput, TaskIo, Uniform, WholeFits,
 };
 
 /// Not public API: what the code `#[task]` and `flow!` generate refers to.
@@ -80,3 +80,8 @@ pub mod __private {
     pub use std::time::Duration;
     pub use std::vec::Vec;
 }
+
+/// The README's code, compiled as doctests so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -970,7 +970,9 @@ fn whole_checked(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
         }
         Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=>
             let #a = #p::reduce(&#ident);
-            <_ as #p::MappedInput<#expected, __TideflowTask>>::check(#p::Arg::payload(&#a));
+            let __tideflow_fit =
+                <_ as #p::MappedInput<#expected, __TideflowTask>>::check(#p::Arg::payload(&#a));
+            <_ as #p::ReducedFits<#expected, __TideflowTask>>::check(__tideflow_fit);
         },
         Arg::Name(..) | Arg::Gather { .. } => {
             let value = whole_arg(arg, &quote_spanned!(span=> __TideflowTask));

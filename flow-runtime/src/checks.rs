@@ -64,21 +64,51 @@ pub trait WholeFits<E, Tk> {
 #[diagnostic::do_not_recommend]
 impl<E, Tk> WholeFits<E, Tk> for Exact {}
 
-/// The results of a mapped task offered to a parameter of type `E` (must be `Vec<Self>`).
+/// The results of a mapped task offered to a parameter of type `E`: fits whole when `E`
+/// is `Vec<Self>` (`Fit = Exact`); when `E` is `Self` (`Fit = PerElement`),
+/// [`ReducedFits`] refuses it with the hint to map.
 #[diagnostic::on_unimplemented(
     message = "task `{Tk}` expects `{E}` for this argument, but it is a mapped collection of `{Self}`",
     label = "one `{Self}` per child of a `.map(..)`",
-    note = "to run `{Tk}` once per element, write `{Tk}.map(..)`",
-    note = "to consume the whole collection at once, give the parameter type `Vec<{Self}>`"
+    note = "a task takes all the results of a mapped task through a parameter of type `Vec<{Self}>`"
 )]
 pub trait MappedInput<E, Tk> {
-    /// Compiles only when `E` is `Vec<Self>`.
+    /// Whether the results fit whole, or only one by one.
+    type Fit;
+
+    /// Compiles when `E` is `Vec<Self>` or `Self`.
     #[inline(always)]
-    fn check(_offered: PhantomData<Self>) {}
+    fn check(_offered: PhantomData<Self>) -> PhantomData<Self::Fit> {
+        PhantomData
+    }
 }
 
 #[diagnostic::do_not_recommend]
-impl<T, Tk> MappedInput<Vec<T>, Tk> for T {}
+impl<T, Tk> MappedInput<Vec<T>, Tk> for T {
+    type Fit = Exact;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T, Tk> MappedInput<T, Tk> for T {
+    type Fit = PerElement;
+}
+
+/// Refuses the results of a mapped task offered to a parameter of their element type,
+/// with the hint to map.
+#[diagnostic::on_unimplemented(
+    message = "task `{Tk}` expects one `{E}` for this argument, but it is a mapped collection of them",
+    label = "one `{E}` per child of a `.map(..)`: did you mean `{Tk}.map(..)`?",
+    note = "to run `{Tk}` once per element, write `{Tk}.map(..)`",
+    note = "to consume the whole collection at once, give the parameter type `Vec<{E}>`"
+)]
+pub trait ReducedFits<E, Tk> {
+    /// Compiles only for [`Exact`].
+    #[inline(always)]
+    fn check(_fit: PhantomData<Self>) {}
+}
+
+#[diagnostic::do_not_recommend]
+impl<E, Tk> ReducedFits<E, Tk> for Exact {}
 
 /// An element offered to a mapped task's parameter of type `E`.
 #[diagnostic::on_unimplemented(

@@ -98,10 +98,6 @@ fn task_span(job: &Job) -> Span {
 }
 
 impl Job {
-    fn name(&self) -> FullName<'_> {
-        FullName(&self.ctx.binding, self.index)
-    }
-
     fn retries_left(&self) -> bool {
         self.ctx.attempt <= self.options.max_retries
     }
@@ -110,7 +106,7 @@ impl Job {
     /// moved out on the last one so the body can take them without a clone).
     fn begin_attempt(&mut self) -> Vec<Value> {
         self.started_at.get_or_insert_with(SystemTime::now);
-        tracing::info!(task = %self.name(), state = "Running", attempt = self.ctx.attempt);
+        tracing::info!(target: "tideflow", "Running");
         if self.retries_left() {
             self.inputs.clone()
         } else {
@@ -125,12 +121,12 @@ impl Job {
     ) -> Result<Outcome, String> {
         let message = match result {
             Ok(Ok(v)) => {
-                tracing::info!(task = %self.name(), state = "Success");
+                tracing::info!(target: "tideflow", "Success");
                 return Ok(Outcome::Success(v));
             }
             Ok(Err(e)) if e.is_skip() => {
                 let message = e.message();
-                tracing::info!(task = %self.name(), state = "Skipped", message = %message);
+                tracing::info!(target: "tideflow", reason = %message, "Skipped");
                 return Ok(Outcome::Skipped(message));
             }
             Ok(Err(e)) => e.message(),
@@ -138,18 +134,10 @@ impl Job {
         };
         if self.retries_left() {
             let delay = self.options.retry_delay;
-            tracing::info!(
-                task = %self.name(),
-                state = "Retrying",
-                attempt = self.ctx.attempt + 1,
-                delay = ?delay,
-                error = %message,
-                "attempt {} failed; retrying in {delay:?}",
-                self.ctx.attempt,
-            );
+            tracing::info!(target: "tideflow", error = %message, "Retrying in {delay:?}");
             Err(message)
         } else {
-            tracing::error!(task = %self.name(), state = "Failed", error = %message);
+            tracing::error!(target: "tideflow", error = %message, "Failed");
             Ok(Outcome::Failed(message))
         }
     }

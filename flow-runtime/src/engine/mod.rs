@@ -260,7 +260,7 @@ impl Engine {
 
     async fn run(mut self) -> RunRecord {
         let started_at = SystemTime::now();
-        tracing::info!(flow = self.s.graph.name, "flow run started");
+        tracing::info!(target: "tideflow", "flow run started");
         let (s, st) = (&self.s, &mut self.st);
         st.newly_ready
             .extend((0..s.plans.len()).rev().filter(|&x| s.plans[x].waits == 0));
@@ -340,9 +340,9 @@ impl Engine {
         };
         match &state {
             State::Failed { message } => {
-                tracing::error!(flow = s.graph.name, state = "Failed", error = %message)
+                tracing::error!(target: "tideflow", error = %message, "flow run Failed")
             }
-            _ => tracing::info!(flow = s.graph.name, state = "Success"),
+            _ => tracing::info!(target: "tideflow", "flow run Success"),
         }
 
         let nodes = std::mem::take(&mut st.nodes);
@@ -754,7 +754,7 @@ impl RunState {
         rt.unstarted = n;
         rt.slots = slots;
         rt.level = level;
-        tracing::info!(task = %s.plans[x].name, state = "Mapped", children = n);
+        tracing::info!(target: "tideflow", task = %s.plans[x].name, children = n, "Mapped");
         for &y in &plan.zip_consumers {
             self.dec_wait(y.index());
         }
@@ -978,8 +978,8 @@ impl RunState {
         if tracing::enabled!(tracing::Level::INFO) {
             let failed = rt.children.iter().filter(|c| c.state.is_failed()).count();
             tracing::info!(
+                target: "tideflow",
                 task = %s.plans[x].name,
-                state = "Mapped",
                 children = rt.children.len(),
                 failed,
                 "all children finished"
@@ -1146,12 +1146,16 @@ impl RunState {
     fn log_resolution(&self, s: &Static, u: UpId, state: &State) {
         let task = s.name(u);
         match state {
-            State::Failed { message } => tracing::error!(task = %task, state = "Failed", error = %message),
-            State::TriggerFailed { message } => {
-                tracing::warn!(task = %task, state = "TriggerFailed", error = %message)
+            State::Failed { message } => {
+                tracing::error!(target: "tideflow", task = %task, error = %message, "Failed")
             }
-            State::Skipped { message } => tracing::info!(task = %task, state = "Skipped", message = %message),
-            other => tracing::info!(task = %task, state = other.name()),
+            State::TriggerFailed { message } => {
+                tracing::warn!(target: "tideflow", task = %task, reason = %message, "TriggerFailed")
+            }
+            State::Skipped { message } => {
+                tracing::info!(target: "tideflow", task = %task, reason = %message, "Skipped")
+            }
+            other => tracing::info!(target: "tideflow", task = %task, "{}", other.name()),
         }
     }
 }
