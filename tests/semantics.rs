@@ -565,3 +565,31 @@ async fn task_options_can_be_overridden_per_flow() {
         "flow `overridden` has no task `nope`; its tasks are: `slow_retries`"
     );
 }
+
+// ---- the graph is data ----
+
+#[test]
+fn the_graph_prints_before_running_with_mapped_tasks_marked() {
+    let flow = broadcast();
+    assert_eq!(
+        flow.to_mermaid(),
+        "flowchart TD
+    p0[/\"k: i64\"/]
+    c0>\"3\"]
+    t0(\"xs = numbers\")
+    t1[[\"add.map\"]]
+    c0 -->|data| t0
+    t0 -->|mapped| t1
+    p0 -->|unmapped| t1
+"
+    );
+    let dot = flow.to_dot();
+    assert!(dot.starts_with("digraph \"broadcast\" {"), "{dot}");
+    assert!(
+        dot.contains("t1 [label=\"add.map\", shape=box3d, style=bold];"),
+        "{dot}"
+    );
+    assert!(dot.contains("p0 -> t1 [label=\"unmapped\"];"), "{dot}");
+    assert_eq!(flow.graph().nodes.len(), 2);
+    assert!(flow.graph().nodes[1].mapped);
+}
