@@ -993,7 +993,7 @@ fn whole_arg(arg: &Arg, tk: &TokenStream) -> TokenStream {
     let p = p_at(span);
     match arg {
         Arg::Name(ident, Kind::Single) => quote_spanned! {span=> #p::whole(&#ident) },
-        Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=> #p::output_mapped(&#ident) },
+        Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=> #p::collect(&#ident) },
         Arg::Unmapped(inner) => whole_arg(inner, tk),
         Arg::Const(e) => {
             let text = e.to_token_stream().to_string();

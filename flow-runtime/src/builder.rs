@@ -284,24 +284,10 @@ impl FlowBuilder {
     }
 }
 
-/// A flow's output taken from a single value.
-pub fn output<T>(h: &Single<T>) -> Arg<T> {
-    whole(h)
-}
-
-/// A flow's output taken from a mapped task: all its results, in map order.
-pub fn output_mapped<T: Clone + Send + Sync + 'static>(h: &Mapped<T>) -> Arg<Vec<T>> {
+/// All the results of a mapped task, in map order, as one `Vec<T>` value (a flow's
+/// output, or a part of a gathered tuple).
+pub fn collect<T: Clone + Send + Sync + 'static>(h: &Mapped<T>) -> Arg<Vec<T>> {
     Arg::new(Input::Value(Source::Reduce(h.node, collect_vec::<T>)))
-}
-
-/// The payload type of a single value, for the checks.
-pub fn payload<T>(_: &Single<T>) -> PhantomData<T> {
-    PhantomData
-}
-
-/// The element type of a mapped value, for the checks.
-pub fn payload_mapped<T>(_: &Mapped<T>) -> PhantomData<T> {
-    PhantomData
 }
 
 fn param_from_json<T: DeserializeOwned + Send + Sync + 'static>(
