@@ -2,8 +2,17 @@
 
 use std::num::NonZeroUsize;
 
-/// Runs tasks in this process: async tasks on tokio, sync tasks on a compute pool sized
-/// to the cores, at most `max_concurrency` task runs at once. The default executor.
+/// Runs tasks in this process, at most `max_concurrency` task runs at once. The default
+/// executor.
+///
+/// - Async tasks run concurrently on tokio, within the flow run's own task (no spawn per
+///   task run): an async task must not block its thread; CPU-bound work belongs in a
+///   sync task.
+/// - Sync tasks run on a compute pool of `sync_threads` threads (as many as cores by
+///   default), off the async threads. A sync task whose runs take at most a few
+///   microseconds is run inline by the scheduler while the pool is idle, since handing it
+///   to a thread and back would cost more than the task itself (a long chain of small
+///   tasks); one slower run sends it back to the pool.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LocalExecutor {
     pub(crate) max_concurrency: usize,

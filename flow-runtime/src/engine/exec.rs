@@ -6,17 +6,16 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt as _;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
-use tracing::instrument::WithSubscriber as _;
 use tracing::{Dispatch, Instrument as _, Span};
 
 use crate::context::TaskContext;
 use crate::error::TaskError;
-use crate::task::{AsyncBody, SyncBody, TaskBody, TaskDef, TaskOptions};
+use crate::task::{AsyncBody, SyncBody, TaskDef, TaskOptions};
 use crate::value::Value;
 
 /// One task run handed to an executor: its inputs and context, carried across attempts.
@@ -51,6 +50,10 @@ pub(super) struct Completion {
     pub(super) started_at: Option<SystemTime>,
     pub(super) ended_at: SystemTime,
     pub(super) outcome: Outcome,
+    /// How long the last attempt's body ran (sync bodies only).
+    pub(super) busy: Duration,
+    /// The run went through the compute pool (rather than inline on the scheduler).
+    pub(super) pooled: bool,
 }
 
 /// What the engine's tasks (in its `JoinSet`) return.
@@ -150,17 +153,22 @@ impl Job {
             started_at: self.started_at,
             ended_at: SystemTime::now(),
             outcome,
+            busy: Duration::ZERO,
+            pooled: false,
         }
     }
 }
 
-/// Runs one attempt of a sync body on the current (pool) thread.
-fn run_sync(mut job: Job, body: SyncBody) -> Completion {
+/// Runs one attempt of a sync body on the current thread (a pool thread, or the
+/// scheduler's for a task the engine has seen to be fast).
+pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
     let span = task_span(&job);
     let _entered = span.enter();
     let inputs = job.begin_attempt();
+    let start = Instant::now();
     let result = panic::catch_unwind(AssertUnwindSafe(|| body(inputs, &job.ctx)));
-    match job.settle(result) {
+    let busy = start.elapsed();
+    let mut completion = match job.settle(result) {
         Ok(outcome) => job.complete(outcome),
         Err(_) => Completion {
             node: job.node,
@@ -169,8 +177,12 @@ fn run_sync(mut job: Job, body: SyncBody) -> Completion {
             started_at: job.started_at,
             ended_at: SystemTime::now(),
             outcome: Outcome::Retry(Box::new(job)),
+            busy: Duration::ZERO,
+            pooled: false,
         },
-    }
+    };
+    completion.busy = busy;
+    completion
 }
 
 /// Runs every attempt of an async body, sleeping the retry delay between attempts.
@@ -233,40 +245,35 @@ impl Pool {
         }
     }
 
-    /// Starts a job: sync bodies on the pool (completions come back on `tx`), async bodies
-    /// as a task of `tasks`.
-    pub(super) fn launch(&self, job: Job, tasks: &mut JoinSet<Done>, tx: &UnboundedSender<Completion>) {
-        match job.def.body {
-            TaskBody::Async(body) => {
-                match &self.dispatch {
-                    Some(d) => tasks.spawn(run_async(job, body).with_subscriber(d.clone())),
-                    None => tasks.spawn(run_async(job, body)),
-                };
+    /// Queues a sync task run; completions come back on `tx`.
+    pub(super) fn launch(
+        &self,
+        job: Job,
+        body: SyncBody,
+        tasks: &mut JoinSet<Done>,
+        tx: &UnboundedSender<Completion>,
+    ) {
+        let start_worker = {
+            let mut q = lock(&self.shared);
+            q.jobs.push_back((job, body));
+            if q.active < self.limit {
+                q.active += 1;
+                true
+            } else {
+                false
             }
-            TaskBody::Sync(body) => {
-                let start_worker = {
-                    let mut q = lock(&self.shared);
-                    q.jobs.push_back((job, body));
-                    if q.active < self.limit {
-                        q.active += 1;
-                        true
-                    } else {
-                        false
-                    }
-                };
-                if start_worker {
-                    let shared = Arc::clone(&self.shared);
-                    let tx = tx.clone();
-                    let dispatch = self.dispatch.clone();
-                    tasks.spawn_blocking(move || {
-                        match dispatch {
-                            Some(d) => tracing::dispatcher::with_default(&d, || worker(&shared, &tx)),
-                            None => worker(&shared, &tx),
-                        }
-                        Done::Worker
-                    });
+        };
+        if start_worker {
+            let shared = Arc::clone(&self.shared);
+            let tx = tx.clone();
+            let dispatch = self.dispatch.clone();
+            tasks.spawn_blocking(move || {
+                match dispatch {
+                    Some(d) => tracing::dispatcher::with_default(&d, || worker(&shared, &tx)),
+                    None => worker(&shared, &tx),
                 }
-            }
+                Done::Worker
+            });
         }
     }
 }
@@ -294,6 +301,8 @@ fn worker(shared: &Mutex<Queue>, tx: &UnboundedSender<Completion>) {
         let (job, body) = next;
         // The scheduler outlives the pool's work unless the run was dropped; then the
         // completion has nowhere to go and is dropped.
-        let _ = tx.send(run_sync(job, body));
+        let mut completion = run_sync(job, body);
+        completion.pooled = true;
+        let _ = tx.send(completion);
     }
 }

@@ -22,8 +22,11 @@ use std::collections::binary_heap::{BinaryHeap, PeekMut};
 use std::fmt::Write as _;
 use std::slice;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use futures::stream::{FuturesUnordered, StreamExt as _};
+use std::future::Future;
+use std::pin::Pin;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, Span};
@@ -36,11 +39,18 @@ use crate::flow::RunOptions;
 use crate::graph::{Graph, Input, Source};
 use crate::run::{RunRecord, TaskRun};
 use crate::state::State;
-use crate::task::Trigger;
+use crate::task::{TaskBody, Trigger};
 use crate::value::Value;
 
 /// At most this many upstream task runs are named in a trigger or flow failure message.
 const LISTED: usize = 10;
+
+/// A sync body that has run this fast (twice in a row) is run inline on the scheduler
+/// when the compute pool is idle: handing it to a pool thread and back costs several
+/// microseconds of thread wake-ups, far more than the body itself (a chain of small
+/// tasks). A slower run sends the task back to the pool.
+const INLINE_MAX: Duration = Duration::from_micros(5);
+const INLINE_AFTER: u8 = 2;
 
 /// Runs `graph` with these parameter values to completion.
 pub(crate) async fn execute(graph: Arc<Graph>, params: Vec<Value>, options: RunOptions) -> RunRecord {
@@ -195,8 +205,15 @@ struct RunState {
     ready: BinaryHeap<Ready>,
     newly_ready: Vec<usize>,
     in_flight: usize,
+    /// Sync task runs handed to the compute pool and not back yet.
+    pooled: usize,
+    /// Per node: how many of its sync runs in a row took at most [`INLINE_MAX`].
+    fast_runs: Vec<u8>,
     max_concurrency: usize,
     pool: Pool,
+    /// Async task runs, polled by the scheduler's task.
+    local: FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>,
+    /// Retry timers and compute pool workers.
     tasks: JoinSet<Done>,
     tx: UnboundedSender<Completion>,
     rx: UnboundedReceiver<Completion>,
@@ -215,6 +232,7 @@ impl Engine {
             Executor::Local(e) => (e.max_concurrency.max(1), e.sync_threads.max(1)),
             Executor::Sequential => (1, 1),
         };
+        let graph_len = plans.len();
         let nodes = plans
             .iter()
             .map(|p| NodeRun {
@@ -249,8 +267,11 @@ impl Engine {
                 ready: BinaryHeap::new(),
                 newly_ready: Vec::new(),
                 in_flight: 0,
+                pooled: 0,
+                fast_runs: vec![0; graph_len],
                 max_concurrency,
                 pool: Pool::new(sync_threads),
+                local: FuturesUnordered::new(),
                 tasks: JoinSet::new(),
                 tx,
                 rx,
@@ -274,7 +295,7 @@ impl Engine {
                 Event::Completion(c) => st.complete(s, c),
                 Event::RetryDue(mut job) => {
                     job.ctx.attempt += 1;
-                    st.pool.launch(*job, &mut st.tasks, &st.tx);
+                    st.launch(s, *job);
                 }
                 Event::Nothing => {}
                 Event::Lost => {
@@ -540,7 +561,7 @@ impl RunState {
     }
 
     async fn next_event(&mut self) -> Event {
-        if self.tasks.is_empty() {
+        if self.tasks.is_empty() && self.local.is_empty() {
             // No task and no pool worker left: every completion is already in the channel.
             return match self.rx.try_recv() {
                 Ok(c) => Event::Completion(c),
@@ -550,6 +571,11 @@ impl RunState {
         tokio::select! {
             biased;
             Some(c) = self.rx.recv() => Event::Completion(c),
+            Some(done) = self.local.next() => match done {
+                Done::Task(c) => Event::Completion(c),
+                Done::RetryDue(job) => Event::RetryDue(job),
+                Done::Worker => Event::Nothing,
+            },
             Some(joined) = self.tasks.join_next() => match joined {
                 Ok(Done::Task(c)) => Event::Completion(c),
                 Ok(Done::RetryDue(job)) => Event::RetryDue(job),
@@ -884,11 +910,40 @@ impl RunState {
             parent: s.span.clone(),
         };
         self.in_flight += 1;
-        self.pool.launch(job, &mut self.tasks, &self.tx);
+        self.launch(s, job);
+    }
+
+    /// Starts an attempt: a sync body the engine has seen to be fast runs right here when
+    /// the pool is idle (see [`INLINE_MAX`]); everything else goes to the executor.
+    fn launch(&mut self, s: &Static, job: Job) {
+        match job.def.body {
+            TaskBody::Sync(body) => {
+                if self.pooled == 0 && self.fast_runs[job.node] >= INLINE_AFTER {
+                    let c = exec::run_sync(job, body);
+                    return self.complete(s, c);
+                }
+                self.pooled += 1;
+                self.pool.launch(job, body, &mut self.tasks, &self.tx);
+            }
+            // Polled by the scheduler's own task: no spawn, no cross-thread wake-up per
+            // task run. An async task must not block; CPU work belongs in a sync task.
+            TaskBody::Async(body) => self.local.push(Box::pin(exec::run_async(job, body))),
+        }
     }
 
     /// A task run ended (or a sync attempt is to be retried).
     fn complete(&mut self, s: &Static, c: Completion) {
+        if c.pooled {
+            self.pooled -= 1;
+        }
+        if let TaskBody::Sync(_) = s.graph.nodes[c.node].task.body {
+            let fast = &mut self.fast_runs[c.node];
+            *fast = if c.busy <= INLINE_MAX {
+                fast.saturating_add(1)
+            } else {
+                0
+            };
+        }
         let state = match c.outcome {
             Outcome::Retry(job) => {
                 let delay = job.options.retry_delay;
