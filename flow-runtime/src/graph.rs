@@ -10,6 +10,17 @@ use crate::value::Value;
 pub struct NodeId(pub(crate) u32);
 
 impl NodeId {
+    /// The node at `index` in [`Graph::nodes`] (for graphs built by hand).
+    ///
+    /// # Panics
+    /// When `index` does not fit in a `u32`.
+    pub fn from_index(index: usize) -> Self {
+        match u32::try_from(index) {
+            Ok(i) => NodeId(i),
+            Err(_) => panic!("a graph holds at most {} nodes", u32::MAX),
+        }
+    }
+
     /// The position, from 0, in the order the flow declares its tasks.
     pub fn index(self) -> usize {
         self.0 as usize

@@ -207,8 +207,12 @@ struct RunState {
     in_flight: usize,
     /// Sync task runs handed to the compute pool and not back yet.
     pooled: usize,
-    /// Per node: how many of its sync runs in a row took at most [`INLINE_MAX`].
+    /// Per task (by [`RunState::task_of`]): how many of its sync runs in a row took at
+    /// most [`INLINE_MAX`]. Shared by every node calling the same task, so a long chain
+    /// of calls to one task learns from its first links.
     fast_runs: Vec<u8>,
+    /// Per node: its task's slot in `fast_runs`.
+    task_of: Vec<u32>,
     max_concurrency: usize,
     pool: Pool,
     /// Async task runs, polled by the scheduler's task.
@@ -232,7 +236,21 @@ impl Engine {
             Executor::Local(e) => (e.max_concurrency.max(1), e.sync_threads.max(1)),
             Executor::Sequential => (1, 1),
         };
-        let graph_len = plans.len();
+        // One slot per distinct task, in order of first use.
+        let mut defs: Vec<*const crate::task::TaskDef> = Vec::new();
+        let task_of: Vec<u32> = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                let def: *const crate::task::TaskDef = n.task;
+                let slot = defs.iter().position(|&d| d == def).unwrap_or_else(|| {
+                    defs.push(def);
+                    defs.len() - 1
+                });
+                slot as u32
+            })
+            .collect();
+        let task_count = defs.len();
         let nodes = plans
             .iter()
             .map(|p| NodeRun {
@@ -268,7 +286,8 @@ impl Engine {
                 newly_ready: Vec::new(),
                 in_flight: 0,
                 pooled: 0,
-                fast_runs: vec![0; graph_len],
+                fast_runs: vec![0; task_count],
+                task_of,
                 max_concurrency,
                 pool: Pool::new(sync_threads),
                 local: FuturesUnordered::new(),
@@ -918,7 +937,7 @@ impl RunState {
     fn launch(&mut self, s: &Static, job: Job) {
         match job.def.body {
             TaskBody::Sync(body) => {
-                if self.pooled == 0 && self.fast_runs[job.node] >= INLINE_AFTER {
+                if self.pooled == 0 && self.fast_runs[self.task_of[job.node] as usize] >= INLINE_AFTER {
                     let c = exec::run_sync(job, body);
                     return self.complete(s, c);
                 }
@@ -937,7 +956,7 @@ impl RunState {
             self.pooled -= 1;
         }
         if let TaskBody::Sync(_) = s.graph.nodes[c.node].task.body {
-            let fast = &mut self.fast_runs[c.node];
+            let fast = &mut self.fast_runs[self.task_of[c.node] as usize];
             *fast = if c.busy <= INLINE_MAX {
                 fast.saturating_add(1)
             } else {
