@@ -593,3 +593,66 @@ fn the_graph_prints_before_running_with_mapped_tasks_marked() {
     assert_eq!(flow.graph().nodes.len(), 2);
     assert!(flow.graph().nodes[1].mapped);
 }
+
+// ---- where sync tasks run ----
+
+static FAST_THREADS: std::sync::Mutex<Vec<std::thread::ThreadId>> = std::sync::Mutex::new(Vec::new());
+static SLOW_THREADS: std::sync::Mutex<Vec<std::thread::ThreadId>> = std::sync::Mutex::new(Vec::new());
+
+#[task]
+fn fast_step(x: u64) -> u64 {
+    FAST_THREADS.lock().unwrap().push(std::thread::current().id());
+    x + 1
+}
+
+#[task]
+fn slow_step(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(2));
+    SLOW_THREADS.lock().unwrap().push(std::thread::current().id());
+    x + 1
+}
+
+flow! {
+    fn fast_chain() -> u64 {
+        let a = fast_step(0);
+        let b = fast_step(a);
+        let c = fast_step(b);
+        let d = fast_step(c);
+        fast_step(d)
+    }
+
+    fn slow_chain() -> u64 {
+        let a = slow_step(0);
+        let b = slow_step(a);
+        let c = slow_step(b);
+        slow_step(c)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sync_tasks_run_on_the_pool_until_seen_to_take_microseconds() {
+    let here = std::thread::current().id();
+    // A generous limit, so the test does not depend on how fast this machine is.
+    let local = LocalExecutor::new().inline_sync_under(Duration::from_secs(1));
+    assert_eq!(fast_chain().executor(local).run().await.output(), Ok(&5));
+    let fast = FAST_THREADS.lock().unwrap().clone();
+    // The first two runs go to the compute pool; once the task has shown it is quick,
+    // the scheduler runs it inline while the pool is idle.
+    assert_eq!(fast.len(), 5);
+    assert!(fast[..2].iter().all(|t| *t != here), "{fast:?}");
+    assert!(fast[2..].iter().all(|t| *t == here), "{fast:?}");
+
+    // 2 ms runs are never under the default limit of 5 µs.
+    assert_eq!(slow_chain().run().await.output(), Ok(&4));
+    let slow = SLOW_THREADS.lock().unwrap().clone();
+    assert_eq!(slow.len(), 4);
+    assert!(
+        slow.iter().all(|t| *t != here),
+        "a slow sync task always runs off the async thread"
+    );
+
+    FAST_THREADS.lock().unwrap().clear();
+    let pool_only = LocalExecutor::new().inline_sync_under(Duration::ZERO);
+    assert_eq!(fast_chain().executor(pool_only).run().await.output(), Ok(&5));
+    assert!(FAST_THREADS.lock().unwrap().iter().all(|t| *t != here));
+}

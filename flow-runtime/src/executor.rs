@@ -1,6 +1,7 @@
 //! Where task bodies run.
 
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 /// Runs tasks in this process, at most `max_concurrency` task runs at once. The default
 /// executor.
@@ -17,7 +18,11 @@ use std::num::NonZeroUsize;
 pub struct LocalExecutor {
     pub(crate) max_concurrency: usize,
     pub(crate) sync_threads: usize,
+    pub(crate) inline_under: Duration,
 }
+
+/// How short a sync task's runs must be for the scheduler to run it inline.
+pub(crate) const DEFAULT_INLINE_UNDER: Duration = Duration::from_micros(5);
 
 impl LocalExecutor {
     /// At most 1024 task runs in flight; as many sync task runs at once as there are cores.
@@ -26,6 +31,7 @@ impl LocalExecutor {
         LocalExecutor {
             max_concurrency: 1024,
             sync_threads: cores,
+            inline_under: DEFAULT_INLINE_UNDER,
         }
     }
 
@@ -38,6 +44,14 @@ impl LocalExecutor {
     /// Sets how many sync task bodies run at once on the compute pool; at least 1.
     pub fn sync_threads(mut self, n: usize) -> Self {
         self.sync_threads = n.max(1);
+        self
+    }
+
+    /// Runs a sync task inline on the scheduler (while the pool is idle) once two of its
+    /// runs in a row took at most `limit` (5 µs by default). `Duration::ZERO` keeps every
+    /// sync task run on the compute pool.
+    pub fn inline_sync_under(mut self, limit: Duration) -> Self {
+        self.inline_under = limit;
         self
     }
 }

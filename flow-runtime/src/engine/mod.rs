@@ -34,7 +34,7 @@ use tracing::{Instrument as _, Span};
 use self::exec::{Completion, Done, FullName, Job, Outcome, Pool};
 use self::plan::{NodePlan, UpRef};
 use crate::context::{FlowRunId, TaskContext, TaskRunId};
-use crate::executor::Executor;
+use crate::executor::{Executor, DEFAULT_INLINE_UNDER};
 use crate::flow::RunOptions;
 use crate::graph::{Graph, Input, Source};
 use crate::run::{RunRecord, TaskRun};
@@ -45,11 +45,10 @@ use crate::value::Value;
 /// At most this many upstream task runs are named in a trigger or flow failure message.
 const LISTED: usize = 10;
 
-/// A sync body that has run this fast (twice in a row) is run inline on the scheduler
-/// when the compute pool is idle: handing it to a pool thread and back costs several
-/// microseconds of thread wake-ups, far more than the body itself (a chain of small
-/// tasks). A slower run sends the task back to the pool.
-const INLINE_MAX: Duration = Duration::from_micros(5);
+/// A sync body whose runs took at most the executor's `inline_under` twice in a row is
+/// run inline on the scheduler when the compute pool is idle: handing it to a pool thread
+/// and back costs several microseconds of thread wake-ups, far more than the body itself
+/// (a chain of small tasks). A slower run sends the task back to the pool.
 const INLINE_AFTER: u8 = 2;
 
 /// Runs `graph` with these parameter values to completion.
@@ -207,12 +206,13 @@ struct RunState {
     in_flight: usize,
     /// Sync task runs handed to the compute pool and not back yet.
     pooled: usize,
-    /// Per task (by [`RunState::task_of`]): how many of its sync runs in a row took at
-    /// most [`INLINE_MAX`]. Shared by every node calling the same task, so a long chain
+    /// Per task (by `task_of`): how many of its sync runs in a row took at most
+    /// `inline_under`. Shared by every node calling the same task, so a long chain
     /// of calls to one task learns from its first links.
     fast_runs: Vec<u8>,
     /// Per node: its task's slot in `fast_runs`.
     task_of: Vec<u32>,
+    inline_under: Duration,
     max_concurrency: usize,
     pool: Pool,
     /// Async task runs, polled by the scheduler's task.
@@ -232,9 +232,9 @@ impl Engine {
         span: Span,
     ) -> Self {
         let plans = plan::plan(&graph, options.keep_results);
-        let (max_concurrency, sync_threads) = match options.executor {
-            Executor::Local(e) => (e.max_concurrency.max(1), e.sync_threads.max(1)),
-            Executor::Sequential => (1, 1),
+        let (max_concurrency, sync_threads, inline_under) = match options.executor {
+            Executor::Local(e) => (e.max_concurrency.max(1), e.sync_threads.max(1), e.inline_under),
+            Executor::Sequential => (1, 1, DEFAULT_INLINE_UNDER),
         };
         // One slot per distinct task, in order of first use.
         let mut defs: Vec<*const crate::task::TaskDef> = Vec::new();
@@ -288,6 +288,7 @@ impl Engine {
                 pooled: 0,
                 fast_runs: vec![0; task_count],
                 task_of,
+                inline_under,
                 max_concurrency,
                 pool: Pool::new(sync_threads),
                 local: FuturesUnordered::new(),
@@ -933,7 +934,7 @@ impl RunState {
     }
 
     /// Starts an attempt: a sync body the engine has seen to be fast runs right here when
-    /// the pool is idle (see [`INLINE_MAX`]); everything else goes to the executor.
+    /// the pool is idle (see [`INLINE_AFTER`]); everything else goes to the executor.
     fn launch(&mut self, s: &Static, job: Job) {
         match job.def.body {
             TaskBody::Sync(body) => {
@@ -957,7 +958,7 @@ impl RunState {
         }
         if let TaskBody::Sync(_) = s.graph.nodes[c.node].task.body {
             let fast = &mut self.fast_runs[self.task_of[c.node] as usize];
-            *fast = if c.busy <= INLINE_MAX {
+            *fast = if c.busy <= self.inline_under && !self.inline_under.is_zero() {
                 fast.saturating_add(1)
             } else {
                 0
