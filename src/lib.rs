@@ -42,9 +42,9 @@
 
 pub use flow_macros::{flow, task};
 pub use flow_runtime::{
-    context, error, executor, graph, run, state, task as task_def, Executor, Flow, FlowError, FlowRun,
-    FlowRunId, Graph, LocalExecutor, SequentialExecutor, SignalKind, State, TaskContext, TaskDef, TaskError,
-    TaskOptions, TaskRun, TaskRunId, Trigger,
+    context, error, executor, graph, run, state, task as task_def, ChildRun, Executor, Flow, FlowError,
+    FlowRun, FlowRunId, Graph, LocalExecutor, SequentialExecutor, SignalKind, State, TaskContext, TaskDef,
+    TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
 };
 pub use flow_runtime::{find_task, registered_tasks};
 

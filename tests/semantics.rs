@@ -137,9 +137,13 @@ async fn map_spawns_one_child_per_element_in_order() {
     let mapped = run.task("add1");
     assert_eq!(mapped.state(), &State::Mapped { children: 5 });
     assert_eq!(results(mapped), vec![Some(2), Some(3), Some(4), Some(5), Some(6)]);
-    let indices: Vec<_> = mapped.children().iter().map(TaskRun::map_index).collect();
-    assert_eq!(indices, vec![Some(0), Some(1), Some(2), Some(3), Some(4)]);
-    assert_eq!(mapped.children()[3].full_name(), "add1[3]");
+    let indices: Vec<_> = mapped
+        .children()
+        .iter()
+        .map(tideflow::ChildRun::map_index)
+        .collect();
+    assert_eq!(indices, vec![0, 1, 2, 3, 4]);
+    assert_eq!(mapped.child_name(3), "add1[3]");
 }
 
 #[tokio::test]

@@ -384,42 +384,10 @@ impl Analysis<'_> {
                 return self.nested(expr);
             }
             Expr::Tuple(t) if self.is_wired(expr) => {
-                if in_map {
-                    self.gather_in_map(expr);
-                }
-                if t.elems.len() > 8 {
-                    self.cx.error_spanned_by(
-                        expr,
-                        "a gathered tuple has at most 8 elements: group them into an array or several tuples",
-                    );
-                }
-                let outer = std::mem::replace(&mut self.gathering_in_map, in_map);
-                let parts = t.elems.iter().map(|e| self.arg(e, false, true)).collect();
-                self.gathering_in_map = outer;
-                return Arg::Gather {
-                    array: false,
-                    parts,
-                    span: expr.span(),
-                };
+                return self.gather(expr, &t.elems, false, in_map);
             }
             Expr::Array(a) if self.is_wired(expr) => {
-                if in_map {
-                    self.gather_in_map(expr);
-                }
-                if a.elems.len() > 8 {
-                    self.cx.error_spanned_by(
-                        expr,
-                        "a gathered array has at most 8 elements: return a `Vec` from a task instead",
-                    );
-                }
-                let outer = std::mem::replace(&mut self.gathering_in_map, in_map);
-                let parts = a.elems.iter().map(|e| self.arg(e, false, true)).collect();
-                self.gathering_in_map = outer;
-                return Arg::Gather {
-                    array: true,
-                    parts,
-                    span: expr.span(),
-                };
+                return self.gather(expr, &a.elems, true, in_map);
             }
             Expr::Reference(r) => {
                 if let Some(b) = self.mentioned_binding(&r.expr) {
@@ -479,6 +447,28 @@ impl Analysis<'_> {
                     "a task is called without type arguments: tasks are not generic",
                 );
             }
+        }
+    }
+
+    /// A tuple or array of values passed as one argument.
+    fn gather(&mut self, expr: &Expr, elems: &Punctuated<Expr, Token![,]>, array: bool, in_map: bool) -> Arg {
+        if in_map {
+            self.gather_in_map(expr);
+        }
+        if elems.len() > 8 {
+            let what = if array { "array" } else { "tuple" };
+            self.cx.error_spanned_by(
+                expr,
+                format!("a gathered {what} has at most 8 elements: return a `Vec` or a struct from a task instead"),
+            );
+        }
+        let outer = std::mem::replace(&mut self.gathering_in_map, in_map);
+        let parts = elems.iter().map(|e| self.arg(e, false, true)).collect();
+        self.gathering_in_map = outer;
+        Arg::Gather {
+            array,
+            parts,
+            span: expr.span(),
         }
     }
 

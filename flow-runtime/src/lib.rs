@@ -25,7 +25,7 @@ pub use error::{FlowError, SignalKind, TaskError};
 pub use executor::{Executor, LocalExecutor, SequentialExecutor};
 pub use flow::Flow;
 pub use graph::{Graph, Input, Node, NodeId, ParamSpec, Source};
-pub use run::{FlowRun, TaskRun};
+pub use run::{ChildRun, FlowRun, TaskRun};
 pub use state::State;
 pub use task::{
     find_task, registered_tasks, Task, TaskBody, TaskDef, TaskOptions, TaskParam, TaskRegistration, Trigger,

@@ -22,18 +22,17 @@ pub(crate) struct RunRecord {
     pub(crate) ended_at: SystemTime,
 }
 
-/// One task run (or a mapped task with its children) as it ended.
+/// One task as it ended: a task run, or a mapped task with its children.
 #[derive(Clone)]
 pub struct TaskRun {
     pub(crate) name: Arc<str>,
     pub(crate) task_name: &'static str,
-    pub(crate) map_index: Option<usize>,
     pub(crate) state: State,
     pub(crate) attempts: u32,
     pub(crate) started_at: Option<SystemTime>,
     pub(crate) ended_at: Option<SystemTime>,
     pub(crate) result: Option<Value>,
-    pub(crate) children: Vec<TaskRun>,
+    pub(crate) children: Vec<ChildRun>,
 }
 
 impl TaskRun {
@@ -42,25 +41,103 @@ impl TaskRun {
         &self.name
     }
 
-    /// `clean[3]` for a mapped child, the name otherwise.
-    pub fn full_name(&self) -> String {
-        match self.map_index {
-            Some(i) => format!("{}[{i}]", self.name),
-            None => self.name.to_string(),
-        }
-    }
-
     /// The task's own name (`#[task(name = ..)]`, or its function's name).
     pub fn task_name(&self) -> &'static str {
         self.task_name
     }
 
-    /// The child's index in its map.
-    pub fn map_index(&self) -> Option<usize> {
-        self.map_index
+    /// The final state (`Mapped` for a mapped task: see [`TaskRun::children`]).
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
-    /// The final state (`Mapped` for a mapped task: see [`TaskRun::children`]).
+    /// How many times the body was started (0 when it never ran, and for a mapped task,
+    /// whose children count their own).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// When the first attempt started (for a mapped task: when it spawned its children).
+    pub fn started_at(&self) -> Option<SystemTime> {
+        self.started_at
+    }
+
+    /// When the run reached its final state.
+    pub fn ended_at(&self) -> Option<SystemTime> {
+        self.ended_at
+    }
+
+    /// From the start to the final state.
+    pub fn duration(&self) -> Option<Duration> {
+        span(self.started_at, self.ended_at)
+    }
+
+    /// The children of a mapped task, in map order (empty otherwise).
+    pub fn children(&self) -> &[ChildRun] {
+        &self.children
+    }
+
+    /// `clean[3]`: how logs and failure messages name child `index` of this task.
+    pub fn child_name(&self, index: usize) -> String {
+        format!("{}[{index}]", self.name)
+    }
+
+    /// The result, if the task succeeded and the result was kept (terminal tasks always;
+    /// others with [`crate::Flow::keep_results`]). `None` also when `T` is not the
+    /// task's output type.
+    pub fn result<T: 'static>(&self) -> Option<&T> {
+        self.result.as_ref()?.downcast_ref::<T>()
+    }
+
+    /// Failed, or (for a mapped task) any child failed.
+    pub fn is_failed(&self) -> bool {
+        self.state.is_failed() || self.children.iter().any(ChildRun::is_failed)
+    }
+
+    pub(crate) fn failures(&self, out: &mut Vec<(String, String)>) {
+        if self.state.is_failed() {
+            out.push((self.name.to_string(), self.state.to_string()));
+        }
+        for c in self.children.iter().filter(|c| c.is_failed()) {
+            out.push((self.child_name(c.map_index()), c.state.to_string()));
+        }
+    }
+}
+
+impl fmt::Debug for TaskRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskRun")
+            .field("name", &self.name)
+            .field("state", &self.state)
+            .field("attempts", &self.attempts)
+            .field("children", &self.children.len())
+            .finish()
+    }
+}
+
+/// One child of a mapped task as it ended (the engine's own record of it, kept compact:
+/// a map can have millions).
+#[derive(Clone)]
+pub struct ChildRun {
+    pub(crate) state: State,
+    pub(crate) attempts: u32,
+    pub(crate) index: u32,
+    pub(crate) started_at: Option<SystemTime>,
+    pub(crate) ended_at: Option<SystemTime>,
+    pub(crate) result: Option<Value>,
+    /// Engine bookkeeping: reads of `result` still to come.
+    pub(crate) uses: u32,
+    /// Engine bookkeeping: zipped upstream children not final yet.
+    pub(crate) zip_wait: u32,
+}
+
+impl ChildRun {
+    /// The child's index in its map.
+    pub fn map_index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// The final state.
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -75,53 +152,40 @@ impl TaskRun {
         self.started_at
     }
 
-    /// When the run reached its final state.
+    /// When the child reached its final state.
     pub fn ended_at(&self) -> Option<SystemTime> {
         self.ended_at
     }
 
     /// From the first attempt's start to the final state.
     pub fn duration(&self) -> Option<Duration> {
-        let (start, end) = (self.started_at?, self.ended_at?);
-        end.duration_since(start).ok()
+        span(self.started_at, self.ended_at)
     }
 
-    /// The children of a mapped task, in map order (empty otherwise).
-    pub fn children(&self) -> &[TaskRun] {
-        &self.children
-    }
-
-    /// The result, if the task succeeded and the result was kept (terminal tasks always;
-    /// others with [`crate::Flow::keep_results`]). `None` also when `T` is not the
-    /// task's output type.
+    /// The result, if the child succeeded and the result was kept (see
+    /// [`TaskRun::result`]).
     pub fn result<T: 'static>(&self) -> Option<&T> {
         self.result.as_ref()?.downcast_ref::<T>()
     }
 
-    /// Failed, or (for a mapped task) any child failed.
+    /// `Failed` or `TriggerFailed`.
     pub fn is_failed(&self) -> bool {
-        self.state.is_failed() || self.children.iter().any(TaskRun::is_failed)
-    }
-
-    pub(crate) fn failures(&self, out: &mut Vec<(String, String)>) {
-        if self.state.is_failed() {
-            out.push((self.full_name(), self.state.to_string()));
-        }
-        for c in &self.children {
-            c.failures(out);
-        }
+        self.state.is_failed()
     }
 }
 
-impl fmt::Debug for TaskRun {
+impl fmt::Debug for ChildRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskRun")
-            .field("name", &self.full_name())
+        f.debug_struct("ChildRun")
+            .field("map_index", &self.index)
             .field("state", &self.state)
             .field("attempts", &self.attempts)
-            .field("children", &self.children.len())
             .finish()
     }
+}
+
+fn span(start: Option<SystemTime>, end: Option<SystemTime>) -> Option<Duration> {
+    end?.duration_since(start?).ok()
 }
 
 /// The result of a flow run: its final state, every task run, and the typed output.

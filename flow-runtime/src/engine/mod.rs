@@ -37,7 +37,7 @@ use crate::context::{FlowRunId, TaskContext, TaskRunId};
 use crate::executor::{Executor, DEFAULT_INLINE_UNDER};
 use crate::flow::RunOptions;
 use crate::graph::{Graph, Input, Source};
-use crate::run::{RunRecord, TaskRun};
+use crate::run::{ChildRun, RunRecord, TaskRun};
 use crate::state::State;
 use crate::task::{TaskBody, Trigger};
 use crate::value::Value;
@@ -125,19 +125,6 @@ struct NodeRun {
     unstarted: usize,
     slots: Vec<Slot>,
     level: Level,
-}
-
-/// The run state of one child of a mapped task.
-struct ChildRun {
-    state: State,
-    attempts: u32,
-    started_at: Option<SystemTime>,
-    ended_at: Option<SystemTime>,
-    result: Option<Value>,
-    /// Reads of `result` still to come.
-    uses: u32,
-    /// Zipped upstream children not final yet.
-    zip_wait: u32,
 }
 
 /// Where each child of a mapped task gets one input from.
@@ -394,26 +381,17 @@ impl Engine {
                 let plan = &s.plans[x];
                 let task_name = s.graph.nodes[x].task.name;
                 let keep = plan.keep;
-                let children = n
-                    .children
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, c)| TaskRun {
-                        name: Arc::clone(&plan.name),
-                        task_name,
-                        map_index: Some(i),
-                        state: c.state,
-                        attempts: c.attempts,
-                        started_at: c.started_at,
-                        ended_at: c.ended_at,
-                        result: if keep { c.result } else { None },
-                        children: Vec::new(),
-                    })
-                    .collect();
+                // The children's records become the run's as they are: no copy of a
+                // million-child map at the end of the run.
+                let mut children = n.children;
+                if !keep {
+                    for c in &mut children {
+                        c.result = None;
+                    }
+                }
                 TaskRun {
                     name: Arc::clone(&plan.name),
                     task_name,
-                    map_index: None,
                     state: n.state,
                     attempts: n.attempts,
                     started_at: n.started_at,
@@ -767,6 +745,7 @@ impl RunState {
             .map(|i| ChildRun {
                 state: State::Pending,
                 attempts: 0,
+                index: i as u32,
                 started_at: None,
                 ended_at: None,
                 result: None,
