@@ -254,7 +254,11 @@ async fn map_runs_one_child_per_element_in_order() {
         assert_eq!(doubled.state(), &State::Mapped { children: 3 });
         assert_eq!(doubled.task_name(), "double");
         assert_eq!(doubled.attempts(), 0);
-        let idx: Vec<_> = doubled.children().iter().map(crate::run::ChildRun::map_index).collect();
+        let idx: Vec<_> = doubled
+            .children()
+            .iter()
+            .map(crate::run::ChildRun::map_index)
+            .collect();
         assert_eq!(idx, vec![0, 1, 2]);
         assert_eq!(doubled.child_name(2), "doubled[2]");
         assert_eq!(states(doubled), vec!["Success"; 3]);
