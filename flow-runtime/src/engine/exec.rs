@@ -28,8 +28,31 @@ pub(super) struct Job {
     pub(super) inputs: Vec<Value>,
     pub(super) ctx: TaskContext,
     pub(super) started_at: Option<SystemTime>,
+    /// The run's clock, for timestamps without a system-time read per task run.
+    pub(super) clock: Clock,
     /// The flow run's span, parent of each attempt's `task_run` span.
     pub(super) parent: Span,
+}
+
+/// Wall-clock timestamps from monotonic readings: one system-time read per flow run.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Clock {
+    instant: Instant,
+    system: SystemTime,
+}
+
+impl Clock {
+    pub(super) fn start() -> Self {
+        Clock {
+            instant: Instant::now(),
+            system: SystemTime::now(),
+        }
+    }
+
+    /// The wall-clock time of a monotonic reading taken during the run.
+    pub(super) fn system_time(&self, at: Instant) -> SystemTime {
+        self.system + at.saturating_duration_since(self.instant)
+    }
 }
 
 /// How an attempt ended.
@@ -105,10 +128,12 @@ impl Job {
         self.ctx.attempt <= self.options.max_retries
     }
 
-    /// Starts an attempt: the inputs for it (kept for a later attempt while retries remain,
-    /// moved out on the last one so the body can take them without a clone).
-    fn begin_attempt(&mut self) -> Vec<Value> {
-        self.started_at.get_or_insert_with(SystemTime::now);
+    /// Starts an attempt at `now`: the inputs for it (kept for a later attempt while retries
+    /// remain, moved out on the last one so the body can take them without a clone).
+    fn begin_attempt(&mut self, now: Instant) -> Vec<Value> {
+        if self.started_at.is_none() {
+            self.started_at = Some(self.clock.system_time(now));
+        }
         tracing::info!(target: "tideflow", "Running");
         if self.retries_left() {
             self.inputs.clone()
@@ -145,13 +170,13 @@ impl Job {
         }
     }
 
-    fn complete(self, outcome: Outcome) -> Completion {
+    fn complete(self, outcome: Outcome, ended: Instant) -> Completion {
         Completion {
             node: self.node,
             index: self.index,
             attempts: self.ctx.attempt,
             started_at: self.started_at,
-            ended_at: SystemTime::now(),
+            ended_at: self.clock.system_time(ended),
             outcome,
             busy: Duration::ZERO,
             pooled: false,
@@ -164,24 +189,25 @@ impl Job {
 pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
     let span = task_span(&job);
     let _entered = span.enter();
-    let inputs = job.begin_attempt();
+    // Two clock reads per attempt: both timestamps and the busy time come from them.
     let start = Instant::now();
+    let inputs = job.begin_attempt(start);
     let result = panic::catch_unwind(AssertUnwindSafe(|| body(inputs, &job.ctx)));
-    let busy = start.elapsed();
+    let end = Instant::now();
     let mut completion = match job.settle(result) {
-        Ok(outcome) => job.complete(outcome),
+        Ok(outcome) => job.complete(outcome, end),
         Err(_) => Completion {
             node: job.node,
             index: job.index,
             attempts: job.ctx.attempt,
             started_at: job.started_at,
-            ended_at: SystemTime::now(),
+            ended_at: job.clock.system_time(end),
             outcome: Outcome::Retry(Box::new(job)),
             busy: Duration::ZERO,
             pooled: false,
         },
     };
-    completion.busy = busy;
+    completion.busy = end.saturating_duration_since(start);
     completion
 }
 
@@ -189,7 +215,7 @@ pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
 pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
     loop {
         let span = task_span(&job);
-        let inputs = span.in_scope(|| job.begin_attempt());
+        let inputs = span.in_scope(|| job.begin_attempt(Instant::now()));
         let ctx = job.ctx.clone();
         let result = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, ctx))) {
             Ok(fut) => {
@@ -201,7 +227,7 @@ pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
             Err(payload) => Err(payload),
         };
         match span.in_scope(|| job.settle(result)) {
-            Ok(outcome) => return Done::Task(job.complete(outcome)),
+            Ok(outcome) => return Done::Task(job.complete(outcome, Instant::now())),
             Err(_) => {
                 tokio::time::sleep(job.options.retry_delay).await;
                 job.ctx.attempt += 1;

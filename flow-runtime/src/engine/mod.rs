@@ -31,7 +31,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinSet;
 use tracing::{Instrument as _, Span};
 
-use self::exec::{Completion, Done, FullName, Job, Outcome, Pool};
+use self::exec::{Clock, Completion, Done, FullName, Job, Outcome, Pool};
 use self::plan::{NodePlan, UpRef};
 use crate::context::{FlowRunId, TaskContext, TaskRunId};
 use crate::executor::{Executor, DEFAULT_INLINE_UNDER};
@@ -93,6 +93,7 @@ enum Missing {
 /// What a run needs that never changes while it runs.
 struct Static {
     graph: Arc<Graph>,
+    clock: Clock,
     plans: Vec<NodePlan>,
     flow_run: FlowRunId,
     span: Span,
@@ -261,6 +262,7 @@ impl Engine {
         Engine {
             s: Static {
                 graph,
+                clock: Clock::start(),
                 plans,
                 flow_run,
                 span,
@@ -906,6 +908,7 @@ impl RunState {
                 attempt: 1,
             },
             started_at: None,
+            clock: s.clock,
             parent: s.span.clone(),
         };
         self.in_flight += 1;
