@@ -42,9 +42,9 @@
 
 pub use flow_macros::{flow, task};
 pub use flow_runtime::{
-    context, error, executor, graph, run, state, task as task_def, ChildRun, Executor, Flow, FlowError,
-    FlowRun, FlowRunId, Graph, LocalExecutor, SequentialExecutor, SignalKind, State, TaskContext, TaskDef,
-    TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
+    context, error, executor, graph, run, state, task as task_def, Backoff, ChildRun, Executor, Flow,
+    FlowError, FlowRun, FlowRunId, Graph, LocalExecutor, SequentialExecutor, SignalKind, State, TaskContext,
+    TaskDef, TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
 };
 pub use flow_runtime::{find_task, registered_tasks};
 
@@ -68,7 +68,7 @@ pub mod __private {
     pub use flow_runtime::builder::*;
     pub use flow_runtime::checks::*;
     pub use flow_runtime::inventory;
-    pub use flow_runtime::task::{AsyncBody, BoxFuture, SyncBody};
+    pub use flow_runtime::task::{AsyncBody, Backoff, BoxFuture, SyncBody};
     pub use flow_runtime::value::{borrow, take, value, Value};
     pub use flow_runtime::{
         Input, Task, TaskBody, TaskContext, TaskDef, TaskError, TaskOptions, TaskParam, TaskRegistration,

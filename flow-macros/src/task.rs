@@ -10,8 +10,8 @@ use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, LitStr, Pat, ReturnType, Tok
 use crate::ctxt::Ctxt;
 use crate::duration;
 
-const OPTIONS: &str =
-    "`name`, `max_retries`, `retry_delay`, `trigger`, `skip_on_upstream_skip`, `tags` and `local`";
+const OPTIONS: &str = "`name`, `max_retries`, `retry_delay`, `retry_backoff`, `retry_max_delay`, \
+     `retry_jitter`, `retry_on`, `timeout`, `trigger`, `skip_on_upstream_skip`, `tags` and `local`";
 const TRIGGERS: &[(&str, &str)] = &[
     ("all_successful", "AllSuccessful"),
     ("all_finished", "AllFinished"),
@@ -56,6 +56,11 @@ struct Options {
     name: Option<LitStr>,
     max_retries: Option<u32>,
     retry_delay_nanos: Option<u64>,
+    retry_backoff: Option<f64>,
+    retry_max_delay_nanos: Option<u64>,
+    retry_jitter: Option<f64>,
+    retry_on: Option<syn::Path>,
+    timeout_nanos: Option<u64>,
     trigger: Option<Ident>,
     skip_on_upstream_skip: Option<bool>,
     tags: Vec<LitStr>,
@@ -110,20 +115,41 @@ impl Options {
                     }
                 }
                 "max_retries" => options.max_retries = int_value(cx, &arg),
-                "retry_delay" => {
-                    if let Some(lit) = string_value(cx, &arg) {
-                        match duration::parse(&lit.value()) {
-                            Ok(d) => match u64::try_from(d.as_nanos()) {
-                                Ok(n) => options.retry_delay_nanos = Some(n),
-                                Err(_) => cx.error_spanned_by(
-                                    &lit,
-                                    "`retry_delay` is too long: the longest delay is about 584 years",
-                                ),
-                            },
-                            Err(msg) => cx.error_spanned_by(&lit, msg),
-                        }
+                "retry_delay" => options.retry_delay_nanos = duration_value(cx, &arg),
+                "retry_max_delay" => options.retry_max_delay_nanos = duration_value(cx, &arg),
+                "timeout" => {
+                    options.timeout_nanos = duration_value(cx, &arg);
+                    if options.timeout_nanos == Some(0) {
+                        cx.error_spanned_by(&arg.value, "`timeout` must be longer than zero");
                     }
                 }
+                "retry_backoff" => {
+                    options.retry_backoff = float_value(cx, &arg, "retry_backoff = 2.0");
+                    if options.retry_backoff.is_some_and(|f| f < 1.0) {
+                        cx.error_spanned_by(
+                            &arg.value,
+                            "`retry_backoff` multiplies each wait: use 1.0 or more (1.0 keeps waits constant)",
+                        );
+                    }
+                }
+                "retry_jitter" => {
+                    options.retry_jitter = float_value(cx, &arg, "retry_jitter = 0.1");
+                    if options.retry_jitter.is_some_and(|j| !(0.0..=1.0).contains(&j)) {
+                        cx.error_spanned_by(
+                            &arg.value,
+                            "`retry_jitter` is the fraction of each wait added or taken at random: from 0.0 to 1.0",
+                        );
+                    }
+                }
+                "retry_on" => match require_value(cx, &arg, "retry_on = is_transient") {
+                    Some(Expr::Path(p)) if p.qself.is_none() => options.retry_on = Some(p.path.clone()),
+                    Some(other) => cx.error_spanned_by(
+                        other,
+                        "`retry_on` names a function `fn(&TaskError) -> bool` that says which errors to retry: \
+                         `retry_on = is_transient`",
+                    ),
+                    None => {}
+                },
                 "trigger" => options.trigger = trigger_value(cx, &arg),
                 "skip_on_upstream_skip" => options.skip_on_upstream_skip = bool_value(cx, &arg),
                 "tags" => options.tags = tags_value(cx, &arg),
@@ -162,6 +188,43 @@ fn string_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<LitStr> {
             None
         }
     }
+}
+
+fn duration_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<u64> {
+    let lit = string_value(cx, arg)?;
+    match duration::parse(&lit.value()) {
+        Ok(d) => match u64::try_from(d.as_nanos()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "`{}` is too long: the longest duration is about 584 years",
+                        arg.key
+                    ),
+                );
+                None
+            }
+        },
+        Err(msg) => {
+            cx.error_spanned_by(&lit, msg);
+            None
+        }
+    }
+}
+
+fn float_value(cx: &mut Ctxt, arg: &OptionArg, example: &str) -> Option<f64> {
+    let parsed = match require_value(cx, arg, example)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => i.base10_parse::<f64>().ok(),
+        _ => None,
+    };
+    if parsed.is_none() {
+        cx.error_spanned_by(&arg.value, format!("`{}` takes a number: `{example}`", arg.key));
+    }
+    parsed.filter(|f| f.is_finite())
 }
 
 fn int_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<u32> {
@@ -579,6 +642,24 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
 
     let max_retries = options.max_retries.unwrap_or(0);
     let delay = options.retry_delay_nanos.unwrap_or(0);
+    let factor = options.retry_backoff.unwrap_or(1.0);
+    let jitter = options.retry_jitter.unwrap_or(0.0);
+    let some_duration = |nanos: Option<u64>| match nanos {
+        Some(n) => quote!(::core::option::Option::Some(#p::Duration::from_nanos(#n))),
+        None => quote!(::core::option::Option::None),
+    };
+    let max_delay = some_duration(options.retry_max_delay_nanos);
+    let timeout = some_duration(options.timeout_nanos);
+    let retry_on = match &options.retry_on {
+        Some(path) => {
+            let ps = crate::private_at(path.span());
+            let check = quote_spanned! {path.span()=>
+                const RETRY_ON: fn(&#ps::TaskError) -> bool = #path;
+            };
+            quote!({ #check ::core::option::Option::Some(RETRY_ON) })
+        }
+        None => quote!(::core::option::Option::None),
+    };
     let trigger = options
         .trigger
         .clone()
@@ -606,6 +687,13 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
                     options: #p::TaskOptions {
                         max_retries: #max_retries,
                         retry_delay: #p::Duration::from_nanos(#delay),
+                        retry_backoff: #p::Backoff {
+                            factor: #factor,
+                            max: #max_delay,
+                            jitter: #jitter,
+                        },
+                        retry_on: #retry_on,
+                        timeout: #timeout,
                         trigger: #p::Trigger::#trigger,
                         skip_on_upstream_skip: #skip,
                         tags: &[#(#tags),*],

@@ -25,6 +25,8 @@ pub enum SignalKind {
     Fail,
     /// The task is skipped; it is never retried.
     Skip,
+    /// The attempt failed and must be retried, even past `max_retries` (Prefect's RETRY).
+    Retry,
 }
 
 impl TaskError {
@@ -45,6 +47,23 @@ impl TaskError {
             message: message.into(),
             source: None,
         }
+    }
+
+    /// Fails this attempt and asks for another one, even when `max_retries` is used up
+    /// (the wait is the task's retry delay). A task that always signals retry never ends:
+    /// bound it yourself, e.g. with [`crate::TaskContext::attempt`].
+    pub fn retry(message: impl Into<String>) -> Self {
+        TaskError {
+            kind: SignalKind::Retry,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The error this one was converted from, if it is an `E`: `retry_on` predicates use
+    /// it to retry only some errors.
+    pub fn downcast_ref<E: StdError + 'static>(&self) -> Option<&E> {
+        self.source.as_deref()?.downcast_ref::<E>()
     }
 
     /// The signal.

@@ -28,7 +28,8 @@ pub use graph::{Graph, Input, Node, NodeId, ParamSpec, Source};
 pub use run::{ChildRun, FlowRun, TaskRun};
 pub use state::State;
 pub use task::{
-    find_task, registered_tasks, Task, TaskBody, TaskDef, TaskOptions, TaskParam, TaskRegistration, Trigger,
+    find_task, registered_tasks, Backoff, Task, TaskBody, TaskDef, TaskOptions, TaskParam, TaskRegistration,
+    Trigger,
 };
 
 #[doc(hidden)]

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 /// The state of a task run (or of a flow run, which uses `Success` and `Failed`).
 ///
-/// `Success`, `Skipped` and `Mapped` are successful; `Failed` and `TriggerFailed` are
-/// failed. A mapped task ends `Mapped`; its children carry their own states, and a failed
+/// `Success`, `Skipped` and `Mapped` are successful; `Failed`, `TimedOut` and
+/// `TriggerFailed` are failed. A mapped task ends `Mapped`; its children carry their own states, and a failed
 /// child fails the flow when the mapped task is a reference task.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -27,6 +27,11 @@ pub enum State {
     /// The task returned an error, signalled failure or panicked, on its last attempt.
     Failed {
         /// The error, signal or panic message.
+        message: String,
+    },
+    /// The attempt ran past the task's `timeout` (a failure, retried like one).
+    TimedOut {
+        /// Which timeout.
         message: String,
     },
     /// The task did not run because its trigger did not pass, or an input it needs
@@ -50,7 +55,15 @@ pub enum State {
 impl State {
     /// `Failed` or `TriggerFailed`.
     pub fn is_failed(&self) -> bool {
-        matches!(self, State::Failed { .. } | State::TriggerFailed { .. })
+        matches!(
+            self,
+            State::Failed { .. } | State::TriggerFailed { .. } | State::TimedOut { .. }
+        )
+    }
+
+    /// `TimedOut`.
+    pub fn is_timed_out(&self) -> bool {
+        matches!(self, State::TimedOut { .. })
     }
 
     /// `TriggerFailed` only.
@@ -94,9 +107,10 @@ impl State {
     /// The message of a failed or skipped state.
     pub fn message(&self) -> Option<&str> {
         match self {
-            State::Failed { message } | State::TriggerFailed { message } | State::Skipped { message } => {
-                Some(message)
-            }
+            State::Failed { message }
+            | State::TriggerFailed { message }
+            | State::TimedOut { message }
+            | State::Skipped { message } => Some(message),
             _ => None,
         }
     }
@@ -110,6 +124,7 @@ impl State {
             State::Success => "Success",
             State::Failed { .. } => "Failed",
             State::TriggerFailed { .. } => "TriggerFailed",
+            State::TimedOut { .. } => "TimedOut",
             State::Skipped { .. } => "Skipped",
             State::Mapped { .. } => "Mapped",
         }

@@ -79,8 +79,17 @@ impl fmt::Display for Trigger {
 pub struct TaskOptions {
     /// Retries after the first attempt (`max_retries + 1` attempts at most).
     pub max_retries: u32,
-    /// The wait between a failed attempt and the next.
+    /// The wait between a failed attempt and the next (the first one, with a backoff).
     pub retry_delay: Duration,
+    /// How the wait grows from one retry to the next, its cap and its jitter.
+    pub retry_backoff: Backoff,
+    /// Which failures are retried (`None`: every failure). Signals (`TaskError::retry`,
+    /// skips) and states decided before the task ran are not asked.
+    pub retry_on: Option<fn(&TaskError) -> bool>,
+    /// How long one attempt may run: an async attempt is cancelled at the timeout, a sync
+    /// one is abandoned (it cannot be stopped mid-call; its late result is discarded).
+    /// The attempt ends `TimedOut`, a failure, retried like any other.
+    pub timeout: Option<Duration>,
     /// When the task runs, given its upstream states.
     pub trigger: Trigger,
     /// Skip when an upstream task was skipped (checked before the trigger).
@@ -97,10 +106,50 @@ impl TaskOptions {
     pub const DEFAULT: TaskOptions = TaskOptions {
         max_retries: 0,
         retry_delay: Duration::ZERO,
+        retry_backoff: Backoff::NONE,
+        retry_on: None,
+        timeout: None,
         trigger: Trigger::AllSuccessful,
         skip_on_upstream_skip: true,
         tags: &[],
         local: false,
+    };
+}
+
+impl TaskOptions {
+    /// The wait before retry number `retry` (1 for the first retry): `retry_delay` times
+    /// `factor^(retry - 1)`, capped at `max`, then spread by `± jitter` of itself.
+    /// `unit` is a number in `[0, 1)` for the jitter.
+    pub fn retry_wait(&self, retry: u32, unit: f64) -> Duration {
+        let b = self.retry_backoff;
+        let base = self.retry_delay.as_secs_f64() * b.factor.powi(retry.saturating_sub(1) as i32);
+        let capped = match b.max {
+            Some(max) => base.min(max.as_secs_f64()),
+            None => base,
+        };
+        let spread = capped * b.jitter * (2.0 * unit - 1.0);
+        Duration::try_from_secs_f64((capped + spread).max(0.0)).unwrap_or(Duration::MAX)
+    }
+}
+
+/// How retry waits grow: `#[task(retry_backoff = 2.0, retry_max_delay = "1m",
+/// retry_jitter = 0.1)]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    /// Each wait is this many times the previous one (1: constant waits).
+    pub factor: f64,
+    /// The longest wait.
+    pub max: Option<Duration>,
+    /// A fraction of each wait added or taken at random (0: exact waits).
+    pub jitter: f64,
+}
+
+impl Backoff {
+    /// Constant waits of `retry_delay`.
+    pub const NONE: Backoff = Backoff {
+        factor: 1.0,
+        max: None,
+        jitter: 0.0,
     };
 }
 

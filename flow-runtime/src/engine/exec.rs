@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tracing::{Dispatch, Instrument as _, Span};
 
 use crate::context::TaskContext;
-use crate::error::TaskError;
+use crate::error::{SignalKind, TaskError};
 use crate::task::{AsyncBody, SyncBody, TaskDef, TaskOptions};
 use crate::value::Value;
 
@@ -60,9 +60,10 @@ pub(super) enum Outcome {
     Success(Value),
     Failed(String),
     Skipped(String),
-    /// A sync attempt failed and a retry remains: the scheduler waits the retry delay
-    /// (on tokio's clock), then submits the job again.
-    Retry(Box<Job>),
+    TimedOut(String),
+    /// The attempt failed and is to be retried: the scheduler waits this long (on tokio's
+    /// clock), then submits the job again.
+    Retry(Box<Job>, Duration),
 }
 
 /// What comes back to the scheduler when a task run ends (or a sync attempt is to be retried).
@@ -73,8 +74,8 @@ pub(super) struct Completion {
     pub(super) started_at: Option<SystemTime>,
     pub(super) ended_at: SystemTime,
     pub(super) outcome: Outcome,
-    /// How long the last attempt's body ran (sync bodies only).
-    pub(super) busy: Duration,
+    /// How long the last attempt's body ran (sync bodies that returned only).
+    pub(super) busy: Option<Duration>,
     /// The run went through the compute pool (rather than inline on the scheduler).
     pub(super) pooled: bool,
 }
@@ -83,10 +84,19 @@ pub(super) struct Completion {
 pub(super) enum Done {
     /// An async task run ended.
     Task(Completion),
-    /// A sync task run's retry delay has passed.
+    /// A task run's retry delay has passed.
     RetryDue(Box<Job>),
+    /// A sync attempt ran past its timeout: the job (a copy, with its inputs) for a retry.
+    Deadline(Box<Job>),
     /// A compute pool worker found no more work.
     Worker,
+}
+
+/// How an attempt's body ended.
+pub(super) enum Attempt {
+    Returned(Result<Value, TaskError>),
+    Panicked(Box<dyn Any + Send>),
+    TimedOut(Duration),
 }
 
 /// `clean[3]` or `clean`, without allocating.
@@ -112,7 +122,7 @@ pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-fn task_span(job: &Job) -> Span {
+pub(super) fn task_span(job: &Job) -> Span {
     tracing::info_span!(
         parent: &job.parent,
         "task_run",
@@ -142,35 +152,84 @@ impl Job {
         }
     }
 
-    /// The attempt's final outcome, or `Err(message)` when it is to be retried.
-    fn settle(
-        &self,
-        result: Result<Result<Value, TaskError>, Box<dyn Any + Send>>,
-    ) -> Result<Outcome, String> {
-        let message = match result {
-            Ok(Ok(v)) => {
+    /// The attempt's final outcome, or `Err(wait)` when it is to be retried after `wait`.
+    pub(super) fn settle(&self, attempt: Attempt) -> Result<Outcome, Duration> {
+        let (message, retry) = match attempt {
+            Attempt::Returned(Ok(v)) => {
                 tracing::info!(target: "tideflow", "Success");
                 return Ok(Outcome::Success(v));
             }
-            Ok(Err(e)) if e.is_skip() => {
-                let message = e.message();
-                tracing::info!(target: "tideflow", reason = %message, "Skipped");
-                return Ok(Outcome::Skipped(message));
+            Attempt::Returned(Err(e)) => match e.kind() {
+                SignalKind::Skip => {
+                    let message = e.message();
+                    tracing::info!(target: "tideflow", reason = %message, "Skipped");
+                    return Ok(Outcome::Skipped(message));
+                }
+                // An explicit retry signal is honoured even past `max_retries`.
+                SignalKind::Retry => (e.message(), true),
+                _ => {
+                    let wanted = self.options.retry_on.is_none_or(|retry_on| retry_on(&e));
+                    (e.message(), wanted && self.retries_left())
+                }
+            },
+            Attempt::Panicked(payload) => (panic_message(&*payload), self.retries_left()),
+            Attempt::TimedOut(limit) => {
+                let message = format!("timed out after {limit:?}");
+                if !self.retries_left() {
+                    tracing::error!(target: "tideflow", error = %message, "TimedOut");
+                    return Ok(Outcome::TimedOut(message));
+                }
+                (message, true)
             }
-            Ok(Err(e)) => e.message(),
-            Err(payload) => panic_message(&*payload),
         };
-        if self.retries_left() {
-            let delay = self.options.retry_delay;
-            tracing::info!(target: "tideflow", error = %message, "Retrying in {delay:?}");
-            Err(message)
+        if retry {
+            let unit = if self.options.retry_backoff.jitter > 0.0 {
+                fastrand::f64()
+            } else {
+                0.5
+            };
+            let wait = self.options.retry_wait(self.ctx.attempt, unit);
+            tracing::info!(target: "tideflow", error = %message, "Retrying in {wait:?}");
+            Err(wait)
         } else {
             tracing::error!(target: "tideflow", error = %message, "Failed");
             Ok(Outcome::Failed(message))
         }
     }
 
-    fn complete(self, outcome: Outcome, ended: Instant) -> Completion {
+    /// What the scheduler keeps of a sync job while its attempt runs on the pool: enough
+    /// to retry it if the attempt runs past its timeout.
+    pub(super) fn retry_copy(&self) -> Job {
+        Job {
+            node: self.node,
+            index: self.index,
+            def: self.def,
+            options: self.options,
+            inputs: self.inputs.clone(),
+            ctx: self.ctx.clone(),
+            started_at: self
+                .started_at
+                .or_else(|| Some(self.clock.system_time(Instant::now()))),
+            clock: self.clock,
+            parent: self.parent.clone(),
+        }
+    }
+
+    /// The attempt is to be retried after `wait`.
+    pub(super) fn retry(self, wait: Duration, ended: Instant) -> Completion {
+        Completion {
+            node: self.node,
+            index: self.index,
+            attempts: self.ctx.attempt,
+            started_at: self.started_at,
+            ended_at: self.clock.system_time(ended),
+            outcome: Outcome::Retry(Box::new(self), wait),
+            busy: None,
+            pooled: false,
+        }
+    }
+
+    pub(super) fn complete(self, outcome: Outcome, ended: Instant) -> Completion {
         Completion {
             node: self.node,
             index: self.index,
@@ -178,7 +237,7 @@ impl Job {
             started_at: self.started_at,
             ended_at: self.clock.system_time(ended),
             outcome,
-            busy: Duration::ZERO,
+            busy: None,
             pooled: false,
         }
     }
@@ -192,48 +251,46 @@ pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
     // Two clock reads per attempt: both timestamps and the busy time come from them.
     let start = Instant::now();
     let inputs = job.begin_attempt(start);
-    let result = panic::catch_unwind(AssertUnwindSafe(|| body(inputs, &job.ctx)));
-    let end = Instant::now();
-    let mut completion = match job.settle(result) {
-        Ok(outcome) => job.complete(outcome, end),
-        Err(_) => Completion {
-            node: job.node,
-            index: job.index,
-            attempts: job.ctx.attempt,
-            started_at: job.started_at,
-            ended_at: job.clock.system_time(end),
-            outcome: Outcome::Retry(Box::new(job)),
-            busy: Duration::ZERO,
-            pooled: false,
-        },
+    let attempt = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, &job.ctx))) {
+        Ok(returned) => Attempt::Returned(returned),
+        Err(payload) => Attempt::Panicked(payload),
     };
-    completion.busy = end.saturating_duration_since(start);
+    let end = Instant::now();
+    let mut completion = match job.settle(attempt) {
+        Ok(outcome) => job.complete(outcome, end),
+        Err(wait) => job.retry(wait, end),
+    };
+    completion.busy = Some(end.saturating_duration_since(start));
     completion
 }
 
-/// Runs every attempt of an async body, sleeping the retry delay between attempts.
+/// Runs one attempt of an async body, cancelled at the task's timeout.
 pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
-    loop {
-        let span = task_span(&job);
-        let inputs = span.in_scope(|| job.begin_attempt(Instant::now()));
-        let ctx = job.ctx.clone();
-        let result = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, ctx))) {
-            Ok(fut) => {
-                AssertUnwindSafe(fut)
-                    .catch_unwind()
-                    .instrument(span.clone())
-                    .await
-            }
-            Err(payload) => Err(payload),
-        };
-        match span.in_scope(|| job.settle(result)) {
-            Ok(outcome) => return Done::Task(job.complete(outcome, Instant::now())),
-            Err(_) => {
-                tokio::time::sleep(job.options.retry_delay).await;
-                job.ctx.attempt += 1;
+    let span = task_span(&job);
+    let inputs = span.in_scope(|| job.begin_attempt(Instant::now()));
+    let ctx = job.ctx.clone();
+    let attempt = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, ctx))) {
+        Ok(fut) => {
+            let guarded = AssertUnwindSafe(fut).catch_unwind().instrument(span.clone());
+            let finished = match job.options.timeout {
+                // Dropping the future at the timeout cancels it: nothing after its next
+                // await point runs.
+                Some(limit) => tokio::time::timeout(limit, guarded).await.map_err(|_| limit),
+                None => Ok(guarded.await),
+            };
+            match finished {
+                Ok(Ok(returned)) => Attempt::Returned(returned),
+                Ok(Err(payload)) => Attempt::Panicked(payload),
+                Err(limit) => Attempt::TimedOut(limit),
             }
         }
-    }
+        Err(payload) => Attempt::Panicked(payload),
+    };
+    let end = Instant::now();
+    Done::Task(match span.in_scope(|| job.settle(attempt)) {
+        Ok(outcome) => job.complete(outcome, end),
+        Err(wait) => job.retry(wait, end),
+    })
 }
 
 /// The compute pool: sync bodies run on tokio's blocking threads, at most `limit` at once.

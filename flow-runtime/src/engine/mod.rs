@@ -19,6 +19,7 @@ mod tests;
 
 use std::cmp::Reverse;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::slice;
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use std::future::Future;
 use std::pin::Pin;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::{Instrument as _, Span};
 
 use self::exec::{Clock, Completion, Done, FullName, Job, Outcome, Pool};
@@ -176,8 +177,20 @@ struct ChildEnd {
 enum Event {
     Completion(Completion),
     RetryDue(Box<Job>),
+    Deadline(Box<Job>),
     Nothing,
     Lost,
+}
+
+impl From<Done> for Event {
+    fn from(done: Done) -> Self {
+        match done {
+            Done::Task(c) => Event::Completion(c),
+            Done::RetryDue(job) => Event::RetryDue(job),
+            Done::Deadline(job) => Event::Deadline(job),
+            Done::Worker => Event::Nothing,
+        }
+    }
 }
 
 struct Engine {
@@ -205,8 +218,13 @@ struct RunState {
     pool: Pool,
     /// Async task runs, polled by the scheduler's task.
     local: FuturesUnordered<Pin<Box<dyn Future<Output = Done> + Send>>>,
-    /// Retry timers and compute pool workers.
+    /// Retry timers, timeout deadlines and compute pool workers.
     tasks: JoinSet<Done>,
+    /// The deadline timer of each sync attempt with a timeout running on the pool.
+    deadlines: HashMap<(usize, Option<u32>), AbortHandle>,
+    /// Sync attempts that ran past their timeout, by (node, child, attempt): their late
+    /// completions are discarded.
+    abandoned: HashSet<(usize, Option<u32>, u32)>,
     tx: UnboundedSender<Completion>,
     rx: UnboundedReceiver<Completion>,
 }
@@ -281,6 +299,8 @@ impl Engine {
                 max_concurrency,
                 pool: Pool::new(sync_threads),
                 local: FuturesUnordered::new(),
+                deadlines: HashMap::new(),
+                abandoned: HashSet::new(),
                 tasks: JoinSet::new(),
                 tx,
                 rx,
@@ -306,6 +326,7 @@ impl Engine {
                     job.ctx.attempt += 1;
                     st.launch(s, *job);
                 }
+                Event::Deadline(job) => st.deadline(s, *job),
                 Event::Nothing => {}
                 Event::Lost => {
                     tracing::error!("the engine lost track of {} running task run(s)", st.in_flight);
@@ -317,9 +338,13 @@ impl Engine {
                 st.complete(s, c);
             }
         }
-        if !lost {
+        if !lost && st.abandoned.is_empty() {
             // Only idle pool workers remain; they exit at once.
             while st.tasks.join_next().await.is_some() {}
+        } else {
+            // A sync attempt that ran past its timeout cannot be stopped: the run does not
+            // wait for it (its result is discarded).
+            st.tasks.detach_all();
         }
         self.finish(started_at)
     }
@@ -571,15 +596,10 @@ impl RunState {
         tokio::select! {
             biased;
             Some(c) = self.rx.recv() => Event::Completion(c),
-            Some(done) = self.local.next() => match done {
-                Done::Task(c) => Event::Completion(c),
-                Done::RetryDue(job) => Event::RetryDue(job),
-                Done::Worker => Event::Nothing,
-            },
+            Some(done) = self.local.next() => done.into(),
             Some(joined) = self.tasks.join_next() => match joined {
-                Ok(Done::Task(c)) => Event::Completion(c),
-                Ok(Done::RetryDue(job)) => Event::RetryDue(job),
-                Ok(Done::Worker) => Event::Nothing,
+                Ok(done) => done.into(),
+                Err(e) if e.is_cancelled() => Event::Nothing,
                 Err(e) => {
                     tracing::error!(error = %e, "an engine task ended abnormally");
                     Event::Nothing
@@ -920,9 +940,24 @@ impl RunState {
     fn launch(&mut self, s: &Static, job: Job) {
         match job.def.body {
             TaskBody::Sync(body) => {
-                if self.pooled == 0 && self.fast_runs[self.task_of[job.node] as usize] >= INLINE_AFTER {
+                let timeout = job.options.timeout;
+                // An attempt with a timeout always goes to the pool: the scheduler must
+                // stay free to end it at its deadline.
+                if timeout.is_none()
+                    && self.pooled == 0
+                    && self.fast_runs[self.task_of[job.node] as usize] >= INLINE_AFTER
+                {
                     let c = exec::run_sync(job, body);
                     return self.complete(s, c);
+                }
+                if let Some(limit) = timeout {
+                    let copy = Box::new(job.retry_copy());
+                    let key = (job.node, job.index);
+                    let timer = self.tasks.spawn(async move {
+                        tokio::time::sleep(limit).await;
+                        Done::Deadline(copy)
+                    });
+                    self.deadlines.insert(key, timer);
                 }
                 self.pooled += 1;
                 self.pool.launch(job, body, &mut self.tasks, &self.tx);
@@ -937,24 +972,36 @@ impl RunState {
     fn complete(&mut self, s: &Static, c: Completion) {
         if c.pooled {
             self.pooled -= 1;
+            if self.abandoned.remove(&(c.node, c.index, c.attempts)) {
+                tracing::debug!(
+                    target: "tideflow",
+                    task = %s.name(UpId { node: c.node, index: c.index }),
+                    attempt = c.attempts,
+                    "a timed-out attempt finished late; its result is discarded"
+                );
+                return;
+            }
+            if let Some(timer) = self.deadlines.remove(&(c.node, c.index)) {
+                timer.abort();
+            }
         }
-        if let TaskBody::Sync(_) = s.graph.nodes[c.node].task.body {
+        if let Some(busy) = c.busy {
             let fast = &mut self.fast_runs[self.task_of[c.node] as usize];
-            *fast = if c.busy <= self.inline_under && !self.inline_under.is_zero() {
+            *fast = if busy <= self.inline_under && !self.inline_under.is_zero() {
                 fast.saturating_add(1)
             } else {
                 0
             };
         }
         let state = match c.outcome {
-            Outcome::Retry(job) => {
-                let delay = job.options.retry_delay;
+            Outcome::Retry(job, wait) => {
                 self.tasks.spawn(async move {
-                    tokio::time::sleep(delay).await;
+                    tokio::time::sleep(wait).await;
                     Done::RetryDue(job)
                 });
                 return;
             }
+            Outcome::TimedOut(message) => (State::TimedOut { message }, None),
             Outcome::Success(v) => (State::Success, Some(v)),
             Outcome::Failed(message) => (State::Failed { message }, None),
             Outcome::Skipped(message) => (State::Skipped { message }, None),
@@ -981,6 +1028,25 @@ impl RunState {
                 self.end_child(s, c.node, i as usize, end);
             }
         }
+    }
+
+    /// A sync attempt ran past its timeout: it is abandoned (its late result will be
+    /// discarded) and ends `TimedOut`, or is retried from the copy the timer kept.
+    fn deadline(&mut self, s: &Static, job: Job) {
+        let key = (job.node, job.index);
+        if self.deadlines.remove(&key).is_none() {
+            return; // The attempt finished just before its deadline.
+        }
+        self.abandoned.insert((job.node, job.index, job.ctx.attempt));
+        let limit = job.options.timeout.unwrap_or_default();
+        let span = exec::task_span(&job);
+        let settled = span.in_scope(|| job.settle(exec::Attempt::TimedOut(limit)));
+        let now = std::time::Instant::now();
+        let c = match settled {
+            Ok(outcome) => job.complete(outcome, now),
+            Err(wait) => job.retry(wait, now),
+        };
+        self.complete(s, c);
     }
 
     /// A non-mapped task ends without running.

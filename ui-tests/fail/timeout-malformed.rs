@@ -1,0 +1,8 @@
+use tideflow::prelude::*;
+
+#[task(timeout = "thirty seconds")]
+fn fetch() -> u64 {
+    1
+}
+
+fn main() {}
