@@ -59,7 +59,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub use flow_runtime::checks::{
     Arity, Exact, FlowOutput, FlowParam, IntoTaskError, MapElement, MapOver, MappedInput, NoOutput,
-    PerElement, Portable, ReducedFits, Shareable, TaskInput, TaskIo, Uniform, WholeFits,
+    PerElement, Portable, ReducedFits, Shareable, TaskInput, TaskIo, Uniform,
 };
 
 /// Not public API: what the code `#[task]` and `flow!` generate refers to.

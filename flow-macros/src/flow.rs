@@ -967,11 +967,9 @@ fn whole_checked(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
         Arg::Name(..) | Arg::Gather { .. } => {
             let value = whole_arg(arg, &quote_spanned!(span=> __TideflowTask));
             quote_spanned! {span=>
-                let #a = #value;
-                let __tideflow_fit =
-                    <_ as #p::TaskInput<#expected, __TideflowTask>>::check(#p::Arg::payload(&#a));
-                <_ as #p::WholeFits<#expected, __TideflowTask>>::check(__tideflow_fit);
-            }
+                            let #a = #value;
+            <_ as #p::TaskInput<#expected, __TideflowTask>>::check(#p::Arg::payload(&#a));
+                        }
         }
     }
 }

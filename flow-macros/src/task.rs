@@ -399,6 +399,12 @@ impl Signature {
                         cx.error_spanned_by(&pat_type.ty, "a task takes at most one `&TaskContext`");
                     }
                 }
+                // `&str` and `&[T]` read an upstream `String` or `Vec<T>` without a clone.
+                Type::Reference(r) if r.mutability.is_none() && borrowed_owner(&r.elem).is_some() => {
+                    if let Some(owned) = borrowed_owner(&r.elem) {
+                        params.push(Param { name, ty: owned, by_ref: true });
+                    }
+                }
                 Type::Reference(r) if is_unsized(&r.elem) => cx.error_spanned_by(
                     &pat_type.ty,
                     format!(
@@ -463,6 +469,18 @@ impl Signature {
             fallible,
             is_async: sig.asyncness.is_some(),
         })
+    }
+}
+
+/// The owned type a `&str` (`String`) or `&[T]` (`Vec<T>`) parameter borrows from.
+fn borrowed_owner(elem: &Type) -> Option<Type> {
+    match elem {
+        Type::Path(p) if p.path.is_ident("str") => Some(syn::parse_quote!(::std::string::String)),
+        Type::Slice(s) => {
+            let item = &s.elem;
+            Some(syn::parse_quote!(::std::vec::Vec<#item>))
+        }
+        _ => None,
     }
 }
 
@@ -740,7 +758,8 @@ pub(crate) fn type_text(ty: &Type) -> String {
         }
         out.push(c);
     }
-    out
+    // `&str` and `&[T]` parameters are stored as these; show them as users write them.
+    out.replace("::std::string::", "").replace("::std::vec::", "")
 }
 
 #[cfg(test)]

@@ -14,55 +14,29 @@ use crate::value::{self, Value};
 
 /// A value offered to a task parameter of type `E`.
 ///
-/// Holds for `E` itself (`Fit = Exact`) and for `Vec<E>` (`Fit = PerElement`), which
-/// [`WholeFits`] then refuses with the hint to map.
+/// A single impl, so a mismatch reports only this trait's message (a second impl, e.g.
+/// for `Vec<E>`, would make rustc show it, with library source, under every mismatch of a
+/// `Vec`).
 #[diagnostic::on_unimplemented(
     message = "task `{Tk}` expects `{E}` for this argument, but it is a `{Self}`",
     label = "expected `{E}`, found `{Self}`",
-    note = "this parameter of `{Tk}` has type `{E}`; the value passed here is a `{Self}`"
+    note = "this parameter of `{Tk}` has type `{E}`; the value passed here is a `{Self}`",
+    note = "if the value is a list of `{E}`, `{Tk}.map(..)` runs `{Tk}` once per element"
 )]
 pub trait TaskInput<E, Tk> {
-    /// Whether the value fits whole, or only element by element.
-    type Fit;
-
-    /// Compiles when `Self` is `E` or `Vec<E>`.
+    /// Compiles only when `Self` is `E`.
     #[inline(always)]
-    fn check(_offered: PhantomData<Self>) -> PhantomData<Self::Fit> {
-        PhantomData
-    }
+    fn check(_offered: PhantomData<Self>) {}
 }
 
 #[diagnostic::do_not_recommend]
-impl<T, Tk> TaskInput<T, Tk> for T {
-    type Fit = Exact;
-}
-
-#[diagnostic::do_not_recommend]
-impl<T, Tk> TaskInput<T, Tk> for Vec<T> {
-    type Fit = PerElement;
-}
+impl<T, Tk> TaskInput<T, Tk> for T {}
 
 /// The value is of the parameter's type.
 pub enum Exact {}
 
 /// The value is a list of the parameter's type.
 pub enum PerElement {}
-
-/// Refuses a `Vec<E>` offered to a parameter of type `E`, with the hint to map.
-#[diagnostic::on_unimplemented(
-    message = "task `{Tk}` expects `{E}` for this argument, but it is a `Vec<{E}>`",
-    label = "a `Vec<{E}>`: did you mean `{Tk}.map(..)` over it?",
-    note = "to run `{Tk}` once per element, write `{Tk}.map(..)` with this argument",
-    note = "to pass the whole list at once, give the parameter type `Vec<{E}>`"
-)]
-pub trait WholeFits<E, Tk> {
-    /// Compiles only for [`Exact`].
-    #[inline(always)]
-    fn check(_fit: PhantomData<Self>) {}
-}
-
-#[diagnostic::do_not_recommend]
-impl<E, Tk> WholeFits<E, Tk> for Exact {}
 
 /// The results of a mapped task offered to a parameter of type `E`: fits whole when `E`
 /// is `Vec<Self>` (`Fit = Exact`); when `E` is `Self` (`Fit = PerElement`),
