@@ -279,7 +279,15 @@ async fn a_failed_upstream_makes_downstream_trigger_failed_and_the_flow_failed()
     assert!(run.task("after_ok").state().is_trigger_failed());
     assert!(run.state().is_failed());
     let err = run.output().unwrap_err().to_string();
-    assert!(err.contains("t1") && err.contains("after_ok"), "{err}");
+    assert_eq!(
+        err,
+        "flow `t1_fails` failed: `t1` (Failed: t1 failed); 1 downstream task run did not run (TriggerFailed)"
+    );
+    assert_eq!(
+        run.failed_tasks().len(),
+        2,
+        "failed_tasks() lists every failed run"
+    );
 }
 
 #[tokio::test]

@@ -952,7 +952,7 @@ fn whole_checked(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
     match arg {
         Arg::Unmapped(inner) => whole_checked(a, inner, expected),
         Arg::Const(e) => {
-            let text = e.to_token_stream().to_string();
+            let text = crate::task::expr_text(e);
             quote_spanned! {span=>
                 let #a: #expected = #e;
                 let #a = #p::constant(#a, #text);
@@ -984,7 +984,7 @@ fn whole_arg(arg: &Arg, tk: &TokenStream) -> TokenStream {
         Arg::Name(ident, Kind::Mapped) => quote_spanned! {span=> #p::collect(&#ident) },
         Arg::Unmapped(inner) => whole_arg(inner, tk),
         Arg::Const(e) => {
-            let text = e.to_token_stream().to_string();
+            let text = crate::task::expr_text(e);
             quote_spanned! {span=> #p::constant(#e, #text) }
         }
         Arg::Gather {
@@ -1022,7 +1022,7 @@ fn mapped_arg(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
             quote! { #zip #elem_check }
         }
         Arg::Const(e) => {
-            let text = e.to_token_stream().to_string();
+            let text = crate::task::expr_text(e);
             let fan = quote_spanned! {span=>
                 let #a = <_ as #p::MapOver<__TideflowTask>>::fan_out_const(#e, #text);
             };

@@ -741,6 +741,31 @@ fn shareable(ty: &Type, task: &Ident, method: &str) -> TokenStream {
     quote_spanned! {first=> <#p::TaskIo as #p::Shareable<#ty, #task>>::#method }
 }
 
+/// An expression as a user would write it (`Metric::Mae`, not `Metric :: Mae`), for
+/// printing constants in graphs.
+pub(crate) fn expr_text(expr: &Expr) -> String {
+    let raw = expr.to_token_stream().to_string();
+    let chars: Vec<char> = raw.chars().collect();
+    let mut out = String::with_capacity(raw.len());
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let prev = i.checked_sub(1).map(|j| chars[j]);
+            let next = chars.get(i + 1).copied();
+            let glued_after = matches!(prev, Some('(' | '[' | '&' | ':' | '.' | '!'));
+            let glued_before = matches!(next, Some(')' | ']' | ',' | ';' | ':' | '.' | '(' | '!' | '['))
+                && !matches!(
+                    prev,
+                    Some('=' | ',' | '+' | '-' | '*' | '/' | '|' | '&' | '<' | '>')
+                );
+            if glued_after || glued_before {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A type as a user would write it (`Vec<Chunk>`, not `Vec < Chunk >`).
 pub(crate) fn type_text(ty: &Type) -> String {
     let raw = ty.to_token_stream().to_string();
@@ -782,6 +807,17 @@ mod tests {
         assert_eq!(text("[u8; 4]"), "[u8; 4]");
         assert_eq!(text("&'static str"), "&'static str");
         assert_eq!(text("()"), "()");
+    }
+
+    #[test]
+    fn expr_text_reads_like_written_code() {
+        let text = |src: &str| expr_text(&syn::parse_str::<Expr>(src).expect("an expression"));
+        assert_eq!(text("Metric::Mae"), "Metric::Mae");
+        assert_eq!(text("vec![1, 2, 3]"), "vec![1, 2, 3]");
+        assert_eq!(text("String::from(\"x\")"), "String::from(\"x\")");
+        assert_eq!(text("\"a\".into()"), "\"a\".into()");
+        assert_eq!(text("[1, 2]"), "[1, 2]");
+        assert_eq!(text("a + (b * 2)"), "a + (b * 2)");
     }
 
     #[test]

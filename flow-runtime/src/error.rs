@@ -168,9 +168,29 @@ fn describe_failures(failed: &[(String, String)]) -> String {
     if failed.is_empty() {
         return "no task failed, but the flow produced no output".to_owned();
     }
-    failed
+    // Name the task runs that failed by themselves; count the ones that did not run
+    // because of them.
+    let (downstream, roots): (Vec<_>, Vec<_>) = failed
         .iter()
+        .partition(|(_, state)| state.starts_with("TriggerFailed"));
+    let mut text = roots
+        .iter()
+        .take(10)
         .map(|(task, state)| format!("`{task}` ({state})"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if roots.len() > 10 {
+        text.push_str(&format!(" and {} more", roots.len() - 10));
+    }
+    match (roots.is_empty(), downstream.len()) {
+        (true, _) => downstream
+            .iter()
+            .take(10)
+            .map(|(task, state)| format!("`{task}` ({state})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (false, 0) => text,
+        (false, 1) => format!("{text}; 1 downstream task run did not run (TriggerFailed)"),
+        (false, n) => format!("{text}; {n} downstream task runs did not run (TriggerFailed)"),
+    }
 }
