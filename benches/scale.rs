@@ -200,7 +200,7 @@ fn measure(kind: Kind, n: u64, args: &Args) {
     for _ in 0..args.repeat {
         let base_kib = proc_status_kib("VmRSS");
         let start = Instant::now();
-        let workload = Workload::new(kind, n, args.body, executor);
+        let workload = Workload::new(kind, n, args.body, executor.clone());
         let build = start.elapsed();
         task_runs = workload.task_runs();
         let start = Instant::now();

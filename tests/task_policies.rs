@@ -351,3 +351,71 @@ fn retry_waits_follow_the_policy() {
     assert_eq!(options.retry_wait(1, 0.0), Duration::from_millis(1500));
     assert_eq!(options.retry_wait(4, 1.0), Duration::from_millis(37500));
 }
+
+// ---- concurrency limits by tag ----
+
+static DB_NOW: AtomicU32 = AtomicU32::new(0);
+static DB_MAX: AtomicU32 = AtomicU32::new(0);
+static FREE_MAX: AtomicU32 = AtomicU32::new(0);
+static FREE_NOW: AtomicU32 = AtomicU32::new(0);
+
+async fn hold(now: &AtomicU32, max: &AtomicU32) {
+    let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+    max.fetch_max(running, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    now.fetch_sub(1, Ordering::SeqCst);
+}
+
+#[task(tags = ["db"])]
+async fn write_row(x: u64) -> u64 {
+    hold(&DB_NOW, &DB_MAX).await;
+    x
+}
+
+#[task(tags = ["db", "audit"])]
+async fn audit_row(x: u64) -> u64 {
+    hold(&DB_NOW, &DB_MAX).await;
+    x
+}
+
+#[task]
+async fn unlimited(x: u64) -> u64 {
+    hold(&FREE_NOW, &FREE_MAX).await;
+    x
+}
+
+flow! {
+    fn database() -> u64 {
+        let written = write_row.map([1, 2, 3, 4, 5, 6]);
+        let audited = audit_row.map([1, 2]);
+        let free = unlimited.map([1, 2, 3, 4]);
+        total_of((written, audited, free))
+    }
+}
+
+#[task]
+fn total_of(parts: (Vec<u64>, Vec<u64>, Vec<u64>)) -> u64 {
+    parts.0.iter().chain(&parts.1).chain(&parts.2).sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tag_limit_caps_concurrent_runs_across_tasks_and_mapped_children() {
+    let start = Instant::now();
+    let run = database()
+        .executor(LocalExecutor::new().tag_limit("db", 2))
+        .run()
+        .await;
+    assert_eq!(run.output(), Ok(&(21 + 3 + 10)));
+    assert_eq!(
+        DB_MAX.load(Ordering::SeqCst),
+        2,
+        "never more than 2 runs tagged db at once"
+    );
+    assert_eq!(
+        FREE_MAX.load(Ordering::SeqCst),
+        4,
+        "untagged runs are not held back"
+    );
+    // 8 runs tagged db, 2 at a time, 1 s each.
+    assert_eq!(start.elapsed(), Duration::from_secs(4));
+}

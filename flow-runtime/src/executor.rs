@@ -14,11 +14,13 @@ use std::time::Duration;
 ///   microseconds is run inline by the scheduler while the pool is idle, since handing it
 ///   to a thread and back would cost more than the task itself (a long chain of small
 ///   tasks); one slower run sends it back to the pool.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// - [`LocalExecutor::tag_limit`] caps how many runs of the tasks with a tag run at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalExecutor {
     pub(crate) max_concurrency: usize,
     pub(crate) sync_threads: usize,
     pub(crate) inline_under: Duration,
+    pub(crate) tag_limits: Vec<(String, usize)>,
 }
 
 /// How short a sync task's runs must be for the scheduler to run it inline.
@@ -32,7 +34,19 @@ impl LocalExecutor {
             max_concurrency: 1024,
             sync_threads: cores,
             inline_under: DEFAULT_INLINE_UNDER,
+            tag_limits: Vec::new(),
         }
+    }
+
+    /// At most `limit` runs of tasks tagged `tag` (`#[task(tags = ["db"])]`) run at once,
+    /// mapped children included; the others wait, in order, for a slot (a task waiting for
+    /// a retry holds none). At least 1; setting a tag again replaces its limit.
+    /// For example `LocalExecutor::new().tag_limit("db", 2)`.
+    pub fn tag_limit(mut self, tag: impl Into<String>, limit: usize) -> Self {
+        let tag = tag.into();
+        self.tag_limits.retain(|(t, _)| *t != tag);
+        self.tag_limits.push((tag, limit.max(1)));
+        self
     }
 
     /// Caps how many task runs (sync and async together) run at once; at least 1.
@@ -68,7 +82,7 @@ impl Default for LocalExecutor {
 pub struct SequentialExecutor;
 
 /// The executor a flow runs on; built from [`LocalExecutor`] or [`SequentialExecutor`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Executor {
     /// See [`LocalExecutor`].

@@ -19,7 +19,7 @@ mod tests;
 
 use std::cmp::Reverse;
 use std::collections::binary_heap::{BinaryHeap, PeekMut};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::slice;
 use std::sync::Arc;
@@ -213,6 +213,12 @@ struct RunState {
     fast_runs: Vec<u8>,
     /// Per node: its task's slot in `fast_runs`.
     task_of: Vec<u32>,
+    /// Per node: the executor's limited tags its task carries.
+    limited_tags: Vec<Vec<u16>>,
+    /// Per limited tag: its limit and how many of its runs hold a slot now.
+    tag_slots: Vec<(usize, usize)>,
+    /// Task runs waiting for a tag slot, in the order they became ready.
+    tag_waiting: VecDeque<Job>,
     inline_under: Duration,
     max_concurrency: usize,
     pool: Pool,
@@ -238,10 +244,28 @@ impl Engine {
         span: Span,
     ) -> Self {
         let plans = plan::plan(&graph, options.keep_results);
-        let (max_concurrency, sync_threads, inline_under) = match options.executor {
-            Executor::Local(e) => (e.max_concurrency.max(1), e.sync_threads.max(1), e.inline_under),
-            Executor::Sequential => (1, 1, DEFAULT_INLINE_UNDER),
+        let (max_concurrency, sync_threads, inline_under, tag_limits) = match &options.executor {
+            Executor::Local(e) => (
+                e.max_concurrency.max(1),
+                e.sync_threads.max(1),
+                e.inline_under,
+                e.tag_limits.clone(),
+            ),
+            Executor::Sequential => (1, 1, DEFAULT_INLINE_UNDER, Vec::new()),
         };
+        // Per node: the limited tags its task carries (indices into `tag_limits`).
+        let limited_tags: Vec<Vec<u16>> = graph
+            .nodes
+            .iter()
+            .map(|n| {
+                tag_limits
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (tag, _))| n.options.tags.contains(&tag.as_str()))
+                    .map(|(i, _)| i as u16)
+                    .collect()
+            })
+            .collect();
         // One slot per distinct task, in order of first use.
         let mut defs: Vec<*const crate::task::TaskDef> = Vec::new();
         let task_of: Vec<u32> = graph
@@ -295,6 +319,9 @@ impl Engine {
                 pooled: 0,
                 fast_runs: vec![0; task_count],
                 task_of,
+                tag_slots: tag_limits.iter().map(|(_, limit)| (*limit, 0)).collect(),
+                limited_tags,
+                tag_waiting: VecDeque::new(),
                 inline_under,
                 max_concurrency,
                 pool: Pool::new(sync_threads),
@@ -938,12 +965,29 @@ impl RunState {
     /// Starts an attempt: a sync body the engine has seen to be fast runs right here when
     /// the pool is idle (see [`INLINE_AFTER`]); everything else goes to the executor.
     fn launch(&mut self, s: &Static, job: Job) {
+        let tags = &self.limited_tags[job.node];
+        if !tags.is_empty() {
+            // Wait, behind the runs that waited first, while a tag has no free slot.
+            if tags.iter().any(|&t| {
+                let (limit, held) = self.tag_slots[t as usize];
+                held >= limit
+            }) {
+                self.tag_waiting.push_back(job);
+                return;
+            }
+            for &t in tags {
+                self.tag_slots[t as usize].1 += 1;
+            }
+        }
         match job.def.body {
             TaskBody::Sync(body) => {
                 let timeout = job.options.timeout;
                 // An attempt with a timeout always goes to the pool: the scheduler must
                 // stay free to end it at its deadline.
+                // Nor does a run of a task with a limited tag: slots are handed on from
+                // `complete`, which an inline run would re-enter.
                 if timeout.is_none()
+                    && self.limited_tags[job.node].is_empty()
                     && self.pooled == 0
                     && self.fast_runs[self.task_of[job.node] as usize] >= INLINE_AFTER
                 {
@@ -985,6 +1029,7 @@ impl RunState {
                 timer.abort();
             }
         }
+        self.release_tags(s, c.node);
         if let Some(busy) = c.busy {
             let fast = &mut self.fast_runs[self.task_of[c.node] as usize];
             *fast = if busy <= self.inline_under && !self.inline_under.is_zero() {
@@ -1027,6 +1072,21 @@ impl RunState {
                 };
                 self.end_child(s, c.node, i as usize, end);
             }
+        }
+    }
+
+    /// An attempt of node `x` settled: its tag slots go to the runs waiting for them.
+    fn release_tags(&mut self, s: &Static, x: usize) {
+        if self.limited_tags[x].is_empty() {
+            return;
+        }
+        for &t in &self.limited_tags[x] {
+            self.tag_slots[t as usize].1 -= 1;
+        }
+        // Start the waiting runs that now fit, oldest first.
+        let waiting = std::mem::take(&mut self.tag_waiting);
+        for job in waiting {
+            self.launch(s, job);
         }
     }
 

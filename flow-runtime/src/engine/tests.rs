@@ -1496,7 +1496,7 @@ async fn wide_map_overhead() {
                 ],
                 Some(Source::Node(n(2))),
             )
-            .executor(executor);
+            .executor(executor.clone());
             let start = std::time::Instant::now();
             let run = f.run().await;
             let took = start.elapsed();
