@@ -43,8 +43,8 @@
 pub use flow_macros::{flow, task};
 pub use flow_runtime::{
     context, error, executor, graph, run, state, task as task_def, Backoff, ChildRun, Executor, Flow,
-    FlowError, FlowRun, FlowRunId, Graph, LocalExecutor, SequentialExecutor, SignalKind, State, TaskContext,
-    TaskDef, TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
+    FlowError, FlowRun, FlowRunId, Graph, LocalExecutor, Secret, SecretError, SequentialExecutor, SignalKind,
+    State, TaskContext, TaskDef, TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
 };
 pub use flow_runtime::{find_task, registered_tasks};
 

@@ -419,3 +419,117 @@ async fn a_tag_limit_caps_concurrent_runs_across_tasks_and_mapped_children() {
     // 8 runs tagged db, 2 at a time, 1 s each.
     assert_eq!(start.elapsed(), Duration::from_secs(4));
 }
+
+// ---- the task context, parameters and secrets ----
+
+const TOKEN: &str = "s3cr3t-t0ken-value";
+
+static SCHEDULED: std::sync::Mutex<Option<std::time::SystemTime>> = std::sync::Mutex::new(None);
+
+#[task]
+fn describe_run(label: String, ctx: &TaskContext) -> String {
+    *SCHEDULED.lock().unwrap() = Some(ctx.scheduled_start());
+    let rows: u64 = ctx.param("rows").unwrap_or(0);
+    format!(
+        "{} {} {} attempt {} rows {} label {label} params {}",
+        ctx.flow_name(),
+        ctx.task_name(),
+        ctx.full_name(),
+        ctx.attempt(),
+        rows,
+        serde_json::Value::Object(ctx.parameters().clone())
+    )
+}
+
+#[task]
+fn use_secret(ctx: &TaskContext) -> Result<u8, TaskError> {
+    let token = ctx
+        .secret("TIDEFLOW_TEST_TOKEN")
+        .map_err(|e| TaskError::fail(e.to_string()))?;
+    assert_eq!(token.expose(), TOKEN, "the task can read the secret");
+    tracing::info!(%token, ?token, "calling the API with {token}");
+    Err(TaskError::fail(format!("the API refused token {token}")))
+}
+
+#[task]
+fn missing_secret(ctx: &TaskContext) -> Result<u8, TaskError> {
+    let token = ctx
+        .secret("TIDEFLOW_TEST_NOT_SET")
+        .map_err(|e| TaskError::fail(e.to_string()))?;
+    Ok(token.expose().len() as u8)
+}
+
+flow! {
+    fn with_context(rows: u64 = 10, label: String = "daily".into()) -> Vec<String> {
+        describe_run.map(["daily".to_owned()])
+    }
+
+    fn with_secret() {
+        use_secret();
+        missing_secret();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_task_context_carries_names_attempt_schedule_and_parameters() {
+    let before = std::time::SystemTime::now();
+    let run = with_context().with_param("rows", 25).unwrap().run().await;
+    assert_eq!(
+        run.output().map(|v| v[0].clone()),
+        Ok(r#"with_context describe_run describe_run[0] attempt 1 rows 25 label daily params {"label":"daily","rows":25}"#.to_owned())
+    );
+    let scheduled = SCHEDULED.lock().unwrap().expect("the task ran");
+    assert!(scheduled >= before && scheduled <= std::time::SystemTime::now());
+}
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_secret_never_reaches_a_log_line_or_an_error_message() {
+    use tracing::instrument::WithSubscriber as _;
+    std::env::set_var("TIDEFLOW_TEST_TOKEN", TOKEN);
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let run = with_secret().run().with_subscriber(subscriber).await;
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("calling the API with ***"), "{logged}");
+    assert!(logged.contains("token=***"), "{logged}");
+    assert!(
+        !logged.contains(TOKEN),
+        "the secret leaked into the logs:\n{logged}"
+    );
+
+    let used = run.task("use_secret");
+    assert_eq!(
+        used.state(),
+        &State::Failed {
+            message: "the API refused token ***".into()
+        }
+    );
+    let error = run.output().map(|_| ()).unwrap_err().to_string();
+    assert!(!error.contains(TOKEN), "{error}");
+    assert_eq!(
+        run.task("missing_secret").state().message(),
+        Some(
+            "secret `TIDEFLOW_TEST_NOT_SET` is not set: set the environment variable `TIDEFLOW_TEST_NOT_SET`"
+        )
+    );
+    assert!(format!("{:?}", tideflow::Secret::new(TOKEN)) == "***");
+}

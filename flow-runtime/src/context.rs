@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use uuid::Uuid;
 
@@ -59,6 +60,8 @@ pub struct TaskContext {
     pub(crate) task_name: &'static str,
     pub(crate) binding: Arc<str>,
     pub(crate) attempt: u32,
+    pub(crate) scheduled_start: SystemTime,
+    pub(crate) params: Arc<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl TaskContext {
@@ -97,6 +100,32 @@ impl TaskContext {
         self.attempt
     }
 
+    /// When this attempt was scheduled to start: when the task run became ready, or, for a
+    /// retry, when its wait ended.
+    pub fn scheduled_start(&self) -> SystemTime {
+        self.scheduled_start
+    }
+
+    /// The flow run's parameter values, by name, as JSON.
+    pub fn parameters(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.params
+    }
+
+    /// The flow run's parameter `name` as a `T`, if the flow has it and it fits `T`.
+    pub fn param<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        T::deserialize(self.params.get(name)?).ok()
+    }
+
+    /// The secret `name`, read from the environment variable of that name. A [`Secret`]
+    /// prints as `***`, so it cannot leak into a log line or an error message by accident.
+    ///
+    /// # Errors
+    /// [`SecretError`] when the variable is not set (or is not valid unicode); the error
+    /// names the variable, never a value.
+    pub fn secret(&self, name: &str) -> Result<Secret, SecretError> {
+        Secret::from_env(name)
+    }
+
     /// `clean[3]` for a mapped child, `clean` otherwise (the binding name).
     pub fn full_name(&self) -> String {
         match self.id.map_index {
@@ -104,4 +133,68 @@ impl TaskContext {
             None => self.binding.to_string(),
         }
     }
+}
+
+/// A secret value (a token, a password, a webhook URL). Its `Debug` and `Display` print
+/// `***`; [`Secret::expose`] is the only way to its text, so every place that uses it is
+/// explicit.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// A secret from its text.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret held by the environment variable `name`.
+    ///
+    /// # Errors
+    /// [`SecretError`] when the variable is not set or not valid unicode.
+    pub fn from_env(name: &str) -> Result<Secret, SecretError> {
+        match std::env::var(name) {
+            Ok(value) => Ok(Secret(value)),
+            Err(std::env::VarError::NotPresent) => Err(SecretError::NotSet {
+                name: name.to_owned(),
+            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(SecretError::NotUnicode {
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// The secret's text: pass it to what needs it, never to a log line.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A secret that could not be read. Names the variable, never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// The variable is not set.
+    #[error("secret `{name}` is not set: set the environment variable `{name}`")]
+    NotSet {
+        /// The variable's name.
+        name: String,
+    },
+    /// The variable holds bytes that are not unicode.
+    #[error("secret `{name}` is not valid unicode: check the environment variable `{name}`")]
+    NotUnicode {
+        /// The variable's name.
+        name: String,
+    },
 }

@@ -20,7 +20,7 @@ pub mod state;
 pub mod task;
 pub mod value;
 
-pub use context::{FlowRunId, TaskContext, TaskRunId};
+pub use context::{FlowRunId, Secret, SecretError, TaskContext, TaskRunId};
 pub use error::{FlowError, SignalKind, TaskError};
 pub use executor::{Executor, LocalExecutor, SequentialExecutor};
 pub use flow::Flow;

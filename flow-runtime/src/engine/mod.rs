@@ -94,6 +94,8 @@ enum Missing {
 /// What a run needs that never changes while it runs.
 struct Static {
     graph: Arc<Graph>,
+    /// The run's parameter values as JSON, for `TaskContext::parameters`.
+    params_json: Arc<serde_json::Map<String, serde_json::Value>>,
     clock: Clock,
     plans: Vec<NodePlan>,
     flow_run: FlowRunId,
@@ -303,6 +305,14 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         Engine {
             s: Static {
+                params_json: Arc::new(
+                    graph
+                        .params
+                        .iter()
+                        .zip(&params)
+                        .map(|(spec, v)| (spec.name.to_owned(), (spec.to_json)(v)))
+                        .collect(),
+                ),
                 graph,
                 clock: Clock::start(),
                 plans,
@@ -351,6 +361,7 @@ impl Engine {
                 Event::Completion(c) => st.complete(s, c),
                 Event::RetryDue(mut job) => {
                     job.ctx.attempt += 1;
+                    job.ctx.scheduled_start = s.clock.system_time(std::time::Instant::now());
                     st.launch(s, *job);
                 }
                 Event::Deadline(job) => st.deadline(s, *job),
@@ -953,6 +964,8 @@ impl RunState {
                 task_name: def.name,
                 binding: Arc::clone(&s.plans[x].name),
                 attempt: 1,
+                scheduled_start: s.clock.system_time(std::time::Instant::now()),
+                params: Arc::clone(&s.params_json),
             },
             started_at: None,
             clock: s.clock,
