@@ -41,18 +41,23 @@
 #![warn(missing_docs)]
 
 pub use flow_macros::{flow, task};
+#[cfg(feature = "slack")]
+pub use flow_runtime::SlackNotifier;
 pub use flow_runtime::{
     context, error, executor, graph, run, state, task as task_def, Backoff, ChildRun, Executor, Flow,
     FlowError, FlowRun, FlowRunId, Graph, LocalExecutor, Secret, SecretError, SequentialExecutor, SignalKind,
     State, TaskContext, TaskDef, TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
 };
 pub use flow_runtime::{find_task, registered_tasks};
+pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
 
 /// Everything a flow file needs: `use tideflow::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "slack")]
+    pub use crate::SlackNotifier;
     pub use crate::{
-        flow, task, Flow, FlowError, FlowRun, LocalExecutor, SequentialExecutor, State, TaskContext,
-        TaskError, TaskRun, Trigger,
+        flow, task, Flow, FlowError, FlowRun, LocalExecutor, SequentialExecutor, State, StateChange,
+        StateKind, TaskContext, TaskError, TaskRun, Trigger,
     };
 }
 

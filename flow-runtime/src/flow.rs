@@ -10,6 +10,7 @@ use crate::engine;
 use crate::error::FlowError;
 use crate::executor::Executor;
 use crate::graph::{Graph, NodeId};
+use crate::notify::{Handlers, StateHandler};
 use crate::run::FlowRun;
 use crate::value::Value;
 
@@ -30,6 +31,8 @@ pub(crate) struct RunOptions {
     pub(crate) executor: Executor,
     pub(crate) reference: Option<Vec<NodeId>>,
     pub(crate) keep_results: bool,
+    pub(crate) task_handlers: Handlers,
+    pub(crate) flow_handlers: Handlers,
 }
 
 impl<O> Clone for Flow<O> {
@@ -172,6 +175,26 @@ impl<O: Send + Sync + 'static> Flow<O> {
     /// and the output are always kept).
     pub fn keep_results(mut self) -> Self {
         self.options.keep_results = true;
+        self
+    }
+
+    /// Calls `handler` on every state transition of every task run of this flow (mapped
+    /// children included): see [`crate::notify`] for the transitions. A closure takes the
+    /// change with its type written out: `flow.on_task_state(|c: &StateChange| ..)`.
+    /// Handlers are called in the order they were added; one that errors or panics is
+    /// logged and ignored.
+    pub fn on_task_state(mut self, handler: impl StateHandler) -> Self {
+        self.options.task_handlers.0.push(Arc::new(handler));
+        self
+    }
+
+    /// Calls `handler` on every state transition of the flow run: `Pending -> Running` when
+    /// it starts, `Running -> Success` or `Running -> Failed` when it ends (with the failed
+    /// task runs in [`StateChange::failed_tasks`](crate::StateChange::failed_tasks)). A
+    /// `SlackNotifier` (feature `slack`) is such a handler. One that errors or panics is
+    /// logged and ignored.
+    pub fn on_flow_state(mut self, handler: impl StateHandler) -> Self {
+        self.options.flow_handlers.0.push(Arc::new(handler));
         self
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod executor;
 pub mod flow;
 pub mod graph;
+pub mod notify;
 mod render;
 pub mod run;
 pub mod state;
@@ -25,6 +26,9 @@ pub use error::{FlowError, SignalKind, TaskError};
 pub use executor::{Executor, LocalExecutor, SequentialExecutor};
 pub use flow::Flow;
 pub use graph::{Graph, Input, Node, NodeId, ParamSpec, Source};
+#[cfg(feature = "slack")]
+pub use notify::SlackNotifier;
+pub use notify::{HandlerResult, StateChange, StateHandler, StateKind};
 pub use run::{ChildRun, FlowRun, TaskRun};
 pub use state::State;
 pub use task::{

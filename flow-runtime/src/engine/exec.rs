@@ -5,6 +5,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +16,8 @@ use tracing::{Dispatch, Instrument as _, Span};
 
 use crate::context::TaskContext;
 use crate::error::{SignalKind, TaskError};
+use crate::notify::{Handlers, StateChange};
+use crate::state::State;
 use crate::task::{AsyncBody, SyncBody, TaskDef, TaskOptions};
 use crate::value::Value;
 
@@ -32,6 +35,15 @@ pub(super) struct Job {
     pub(super) clock: Clock,
     /// The flow run's span, parent of each attempt's `task_run` span.
     pub(super) parent: Span,
+    /// The flow's task state handlers (`None` when it has none).
+    pub(super) handlers: Option<Arc<Handlers>>,
+    /// When the attempt that is about to start was scheduled by a retry (for the
+    /// `Retrying -> Running` transition handlers see).
+    pub(super) retry_at: Option<SystemTime>,
+    /// For a sync attempt with a timeout, when the flow has task state handlers: claimed
+    /// by whichever ends the attempt first, the attempt itself or its deadline, so that
+    /// handlers see one end of it (an abandoned attempt's late end is not reported).
+    pub(super) claim: Option<Arc<AtomicBool>>,
 }
 
 /// Wall-clock timestamps from monotonic readings: one system-time read per flow run.
@@ -64,6 +76,12 @@ pub(super) enum Outcome {
     /// The attempt failed and is to be retried: the scheduler waits this long (on tokio's
     /// clock), then submits the job again.
     Retry(Box<Job>, Duration),
+}
+
+/// An attempt that is to be retried: after how long, and the state it ended in.
+pub(super) struct Retry {
+    wait: Duration,
+    ended: State,
 }
 
 /// What comes back to the scheduler when a task run ends (or a sync attempt is to be retried).
@@ -145,6 +163,16 @@ impl Job {
             self.started_at = Some(self.clock.system_time(now));
         }
         tracing::info!(target: "tideflow", "Running");
+        if self.handlers.is_some() {
+            let old = match self.retry_at.take() {
+                Some(at) => State::Retrying {
+                    attempt: self.ctx.attempt,
+                    at,
+                },
+                None => State::Pending,
+            };
+            self.notify(old, State::Running, self.clock.system_time(now));
+        }
         if self.retries_left() {
             self.inputs.clone()
         } else {
@@ -152,9 +180,72 @@ impl Job {
         }
     }
 
-    /// The attempt's final outcome, or `Err(wait)` when it is to be retried after `wait`.
-    pub(super) fn settle(&self, attempt: Attempt) -> Result<Outcome, Duration> {
-        let (message, retry) = match attempt {
+    /// Calls the task state handlers, if any, with this task run's transition.
+    pub(super) fn notify(&self, old: State, new: State, at: SystemTime) {
+        if let Some(handlers) = &self.handlers {
+            handlers.call(&StateChange {
+                flow: self.ctx.flow_name,
+                flow_run_id: self.ctx.id.flow_run,
+                task: Some(self.ctx.full_name()),
+                old,
+                new,
+                at,
+                failed_tasks: Vec::new(),
+            });
+        }
+    }
+
+    /// Ends an attempt that ended at `end`: its final completion, or a retry (telling the
+    /// state handlers either way).
+    pub(super) fn finish(mut self, attempt: Attempt, end: Instant) -> Completion {
+        if self
+            .claim
+            .as_ref()
+            .is_some_and(|c| c.swap(true, Ordering::SeqCst))
+        {
+            // Its deadline ended the attempt first: this late end is discarded unreported.
+            self.handlers = None;
+        }
+        match self.settle(attempt) {
+            Ok(outcome) => {
+                if self.handlers.is_some() {
+                    let new = match &outcome {
+                        Outcome::Success(_) => State::Success,
+                        Outcome::Failed(message) => State::Failed {
+                            message: message.clone(),
+                        },
+                        Outcome::Skipped(message) => State::Skipped {
+                            message: message.clone(),
+                        },
+                        Outcome::TimedOut(message) => State::TimedOut {
+                            message: message.clone(),
+                        },
+                        Outcome::Retry(..) => unreachable!("settle does not retry"),
+                    };
+                    self.notify(State::Running, new, self.clock.system_time(end));
+                }
+                self.complete(outcome, end)
+            }
+            Err(Retry { wait, ended }) => {
+                if self.handlers.is_some() {
+                    let now = self.clock.system_time(end);
+                    let at = now + wait;
+                    self.notify(State::Running, ended.clone(), now);
+                    let retrying = State::Retrying {
+                        attempt: self.ctx.attempt + 1,
+                        at,
+                    };
+                    self.notify(ended, retrying, now);
+                    self.retry_at = Some(at);
+                }
+                self.retry(wait, end)
+            }
+        }
+    }
+
+    /// The attempt's final outcome, or `Err` when it is to be retried.
+    fn settle(&self, attempt: Attempt) -> Result<Outcome, Retry> {
+        let (message, retry, timed_out) = match attempt {
             Attempt::Returned(Ok(v)) => {
                 tracing::info!(target: "tideflow", "Success");
                 return Ok(Outcome::Success(v));
@@ -166,20 +257,20 @@ impl Job {
                     return Ok(Outcome::Skipped(message));
                 }
                 // An explicit retry signal is honoured even past `max_retries`.
-                SignalKind::Retry => (e.message(), true),
+                SignalKind::Retry => (e.message(), true, false),
                 _ => {
                     let wanted = self.options.retry_on.is_none_or(|retry_on| retry_on(&e));
-                    (e.message(), wanted && self.retries_left())
+                    (e.message(), wanted && self.retries_left(), false)
                 }
             },
-            Attempt::Panicked(payload) => (panic_message(&*payload), self.retries_left()),
+            Attempt::Panicked(payload) => (panic_message(&*payload), self.retries_left(), false),
             Attempt::TimedOut(limit) => {
                 let message = format!("timed out after {limit:?}");
                 if !self.retries_left() {
                     tracing::error!(target: "tideflow", error = %message, "TimedOut");
                     return Ok(Outcome::TimedOut(message));
                 }
-                (message, true)
+                (message, true, true)
             }
         };
         if retry {
@@ -190,7 +281,12 @@ impl Job {
             };
             let wait = self.options.retry_wait(self.ctx.attempt, unit);
             tracing::info!(target: "tideflow", error = %message, "Retrying in {wait:?}");
-            Err(wait)
+            let ended = if timed_out {
+                State::TimedOut { message }
+            } else {
+                State::Failed { message }
+            };
+            Err(Retry { wait, ended })
         } else {
             tracing::error!(target: "tideflow", error = %message, "Failed");
             Ok(Outcome::Failed(message))
@@ -212,6 +308,9 @@ impl Job {
                 .or_else(|| Some(self.clock.system_time(Instant::now()))),
             clock: self.clock,
             parent: self.parent.clone(),
+            handlers: self.handlers.clone(),
+            retry_at: self.retry_at,
+            claim: self.claim.clone(),
         }
     }
 
@@ -256,10 +355,7 @@ pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
         Err(payload) => Attempt::Panicked(payload),
     };
     let end = Instant::now();
-    let mut completion = match job.settle(attempt) {
-        Ok(outcome) => job.complete(outcome, end),
-        Err(wait) => job.retry(wait, end),
-    };
+    let mut completion = job.finish(attempt, end);
     completion.busy = Some(end.saturating_duration_since(start));
     completion
 }
@@ -287,10 +383,7 @@ pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
         Err(payload) => Attempt::Panicked(payload),
     };
     let end = Instant::now();
-    Done::Task(match span.in_scope(|| job.settle(attempt)) {
-        Ok(outcome) => job.complete(outcome, end),
-        Err(wait) => job.retry(wait, end),
-    })
+    Done::Task(span.in_scope(|| job.finish(attempt, end)))
 }
 
 /// The compute pool: sync bodies run on tokio's blocking threads, at most `limit` at once.

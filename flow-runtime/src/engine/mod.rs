@@ -38,6 +38,7 @@ use crate::context::{FlowRunId, TaskContext, TaskRunId};
 use crate::executor::{Executor, DEFAULT_INLINE_UNDER};
 use crate::flow::RunOptions;
 use crate::graph::{Graph, Input, Source};
+use crate::notify::{Handlers, StateChange};
 use crate::run::{ChildRun, RunRecord, TaskRun};
 use crate::state::State;
 use crate::task::{TaskBody, Trigger};
@@ -101,11 +102,43 @@ struct Static {
     flow_run: FlowRunId,
     span: Span,
     options: RunOptions,
+    /// The flow's task state handlers, `None` when it has none.
+    task_handlers: Option<Arc<Handlers>>,
 }
 
 impl Static {
     fn name(&self, u: UpId) -> FullName<'_> {
         FullName(&self.plans[u.node].name, u.index)
+    }
+
+    /// Tells the task state handlers, if any, that task run `u` went from `old` to `new`.
+    fn notify_task(&self, u: UpId, old: State, new: &State) {
+        if let Some(handlers) = &self.task_handlers {
+            handlers.call(&StateChange {
+                flow: self.graph.name,
+                flow_run_id: self.flow_run,
+                task: Some(self.name(u).to_string()),
+                old,
+                new: new.clone(),
+                at: SystemTime::now(),
+                failed_tasks: Vec::new(),
+            });
+        }
+    }
+
+    /// Tells the flow state handlers, if any, that the flow run went from `old` to `new`.
+    fn notify_flow(&self, old: State, new: &State, failed_tasks: Vec<String>) {
+        if !self.options.flow_handlers.is_empty() {
+            self.options.flow_handlers.call(&StateChange {
+                flow: self.graph.name,
+                flow_run_id: self.flow_run,
+                task: None,
+                old,
+                new: new.clone(),
+                at: SystemTime::now(),
+                failed_tasks,
+            });
+        }
     }
 }
 
@@ -318,6 +351,8 @@ impl Engine {
                 plans,
                 flow_run,
                 span,
+                task_handlers: (!options.task_handlers.is_empty())
+                    .then(|| Arc::new(options.task_handlers.clone())),
                 options,
             },
             st: RunState {
@@ -349,6 +384,7 @@ impl Engine {
         let started_at = SystemTime::now();
         tracing::info!(target: "tideflow", "flow run started");
         let (s, st) = (&self.s, &mut self.st);
+        s.notify_flow(State::Pending, &State::Running, Vec::new());
         st.newly_ready
             .extend((0..s.plans.len()).rev().filter(|&x| s.plans[x].waits == 0));
         let mut lost = false;
@@ -394,23 +430,33 @@ impl Engine {
         // Task runs that never ended (a cycle in a hand-built graph, or a lost task run)
         // fail the flow whatever its reference tasks.
         let mut incomplete = false;
-        for node in &mut st.nodes {
+        let mut never_ran = Vec::new();
+        for (x, node) in st.nodes.iter_mut().enumerate() {
             const NEVER: &str = "never ran: the flow run ended before its upstream tasks were final";
             if !node.finished && !node.expanded {
                 incomplete = true;
+                let old = std::mem::replace(&mut node.state, State::Pending);
                 node.state = State::Failed {
                     message: NEVER.to_owned(),
                 };
                 node.ended_at = Some(now);
+                never_ran.push((UpId::own(x), old));
             }
-            for c in &mut node.children {
+            for (i, c) in node.children.iter_mut().enumerate() {
                 if !c.state.is_finished() {
                     incomplete = true;
+                    never_ran.push((UpId::child(x, i), c.state.clone()));
                     c.state = State::Failed {
                         message: NEVER.to_owned(),
                     };
                     c.ended_at = Some(now);
                 }
+            }
+        }
+
+        if s.task_handlers.is_some() {
+            for (u, old) in never_ran {
+                s.notify_task(u, old, st.state_of(u));
             }
         }
 
@@ -436,6 +482,9 @@ impl Engine {
                 tracing::error!(target: "tideflow", error = %message, "flow run Failed")
             }
             _ => tracing::info!(target: "tideflow", "flow run Success"),
+        }
+        if !s.options.flow_handlers.is_empty() {
+            s.notify_flow(State::Running, &state, failed_task_runs(s, &st.nodes));
         }
 
         let nodes = std::mem::take(&mut st.nodes);
@@ -476,6 +525,22 @@ impl Engine {
             ended_at: SystemTime::now(),
         }
     }
+}
+
+/// The full names of the failed task runs (mapped children included), in graph order.
+fn failed_task_runs(s: &Static, nodes: &[NodeRun]) -> Vec<String> {
+    let mut names = Vec::new();
+    for (x, n) in nodes.iter().enumerate() {
+        if n.state.is_failed() {
+            names.push(s.name(UpId::own(x)).to_string());
+        }
+        for (i, c) in n.children.iter().enumerate() {
+            if c.state.is_failed() {
+                names.push(s.name(UpId::child(x, i)).to_string());
+            }
+        }
+    }
+    names
 }
 
 /// "failed task runs: `t1` (Failed: boom), `t2` (TriggerFailed)".
@@ -840,6 +905,9 @@ impl RunState {
         rt.slots = slots;
         rt.level = level;
         tracing::info!(target: "tideflow", task = %s.plans[x].name, children = n, "Mapped");
+        if s.task_handlers.is_some() {
+            s.notify_task(UpId::own(x), State::Pending, &self.nodes[x].state);
+        }
         for &y in &plan.zip_consumers {
             self.dec_wait(y.index());
         }
@@ -933,6 +1001,9 @@ impl RunState {
         if let Some(state) = verdict {
             drop(inputs);
             self.log_resolution(s, UpId::child(x, i), &state);
+            if s.task_handlers.is_some() {
+                s.notify_task(UpId::child(x, i), State::Pending, &state);
+            }
             let end = ChildEnd {
                 state,
                 result: None,
@@ -970,6 +1041,9 @@ impl RunState {
             started_at: None,
             clock: s.clock,
             parent: s.span.clone(),
+            handlers: s.task_handlers.clone(),
+            retry_at: None,
+            claim: None,
         };
         self.in_flight += 1;
         self.launch(s, job);
@@ -977,7 +1051,7 @@ impl RunState {
 
     /// Starts an attempt: a sync body the engine has seen to be fast runs right here when
     /// the pool is idle (see [`INLINE_AFTER`]); everything else goes to the executor.
-    fn launch(&mut self, s: &Static, job: Job) {
+    fn launch(&mut self, s: &Static, mut job: Job) {
         let tags = &self.limited_tags[job.node];
         if !tags.is_empty() {
             // Wait, behind the runs that waited first, while a tag has no free slot.
@@ -1008,6 +1082,11 @@ impl RunState {
                     return self.complete(s, c);
                 }
                 if let Some(limit) = timeout {
+                    // A fresh claim for each attempt (see `Job::claim`).
+                    job.claim = job
+                        .handlers
+                        .is_some()
+                        .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
                     let copy = Box::new(job.retry_copy());
                     let key = (job.node, job.index);
                     let timer = self.tasks.spawn(async move {
@@ -1105,26 +1184,32 @@ impl RunState {
 
     /// A sync attempt ran past its timeout: it is abandoned (its late result will be
     /// discarded) and ends `TimedOut`, or is retried from the copy the timer kept.
-    fn deadline(&mut self, s: &Static, job: Job) {
+    fn deadline(&mut self, s: &Static, mut job: Job) {
         let key = (job.node, job.index);
         if self.deadlines.remove(&key).is_none() {
             return; // The attempt finished just before its deadline.
         }
+        if let Some(claim) = job.claim.take() {
+            if claim.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                // The attempt ended (and told the state handlers) just before its
+                // deadline: its completion is on its way and stands.
+                return;
+            }
+        }
         self.abandoned.insert((job.node, job.index, job.ctx.attempt));
         let limit = job.options.timeout.unwrap_or_default();
         let span = exec::task_span(&job);
-        let settled = span.in_scope(|| job.settle(exec::Attempt::TimedOut(limit)));
         let now = std::time::Instant::now();
-        let c = match settled {
-            Ok(outcome) => job.complete(outcome, now),
-            Err(wait) => job.retry(wait, now),
-        };
+        let c = span.in_scope(|| job.finish(exec::Attempt::TimedOut(limit), now));
         self.complete(s, c);
     }
 
     /// A non-mapped task ends without running.
     fn resolve_node(&mut self, s: &Static, x: usize, state: State) {
         self.log_resolution(s, UpId::own(x), &state);
+        if s.task_handlers.is_some() {
+            s.notify_task(UpId::own(x), State::Pending, &state);
+        }
         self.end_node(s, x, state, None);
     }
 
