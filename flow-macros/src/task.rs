@@ -744,47 +744,39 @@ fn shareable(ty: &Type, task: &Ident, method: &str) -> TokenStream {
 /// An expression as a user would write it (`Metric::Mae`, not `Metric :: Mae`), for
 /// printing constants in graphs.
 pub(crate) fn expr_text(expr: &Expr) -> String {
-    let raw = expr.to_token_stream().to_string();
-    let chars: Vec<char> = raw.chars().collect();
-    let mut out = String::with_capacity(raw.len());
-    for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' {
-            let prev = i.checked_sub(1).map(|j| chars[j]);
-            let next = chars.get(i + 1).copied();
-            let glued_after = matches!(prev, Some('(' | '[' | '&' | ':' | '.' | '!'));
-            let glued_before = matches!(next, Some(')' | ']' | ',' | ';' | ':' | '.' | '(' | '!' | '['))
+    tidy(&expr.to_token_stream().to_string(), |prev, next| {
+        matches!(prev, Some('(' | '[' | '&' | ':' | '.' | '!'))
+            || matches!(next, Some(')' | ']' | ',' | ';' | ':' | '.' | '(' | '!' | '['))
                 && !matches!(
                     prev,
                     Some('=' | ',' | '+' | '-' | '*' | '/' | '|' | '&' | '<' | '>')
-                );
-            if glued_after || glued_before {
-                continue;
-            }
-        }
-        out.push(c);
-    }
-    out
+                )
+    })
 }
 
 /// A type as a user would write it (`Vec<Chunk>`, not `Vec < Chunk >`).
 pub(crate) fn type_text(ty: &Type) -> String {
-    let raw = ty.to_token_stream().to_string();
+    let text = tidy(&ty.to_token_stream().to_string(), |prev, next| {
+        matches!(prev, Some('<' | '(' | '[' | '&' | ':'))
+            || matches!(next, Some('<' | '>' | ',' | ';' | ')' | ']' | ':'))
+    });
+    // `&str` and `&[T]` parameters are stored as these; show them as users write them.
+    text.replace("::std::string::", "").replace("::std::vec::", "")
+}
+
+/// Drops the spaces `proc_macro2` prints between tokens where `glued(before, after)` says
+/// code is written without one.
+fn tidy(raw: &str, glued: impl Fn(Option<char>, Option<char>) -> bool) -> String {
     let chars: Vec<char> = raw.chars().collect();
     let mut out = String::with_capacity(raw.len());
     for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' {
-            let prev = i.checked_sub(1).map(|j| chars[j]);
-            let next = chars.get(i + 1).copied();
-            let no_space_after = matches!(prev, Some('<' | '(' | '[' | '&' | ':'));
-            let no_space_before = matches!(next, Some('<' | '>' | ',' | ';' | ')' | ']' | ':'));
-            if no_space_after || no_space_before {
-                continue;
-            }
+        let prev = i.checked_sub(1).map(|j| chars[j]);
+        if c == ' ' && glued(prev, chars.get(i + 1).copied()) {
+            continue;
         }
         out.push(c);
     }
-    // `&str` and `&[T]` parameters are stored as these; show them as users write them.
-    out.replace("::std::string::", "").replace("::std::vec::", "")
+    out
 }
 
 #[cfg(test)]
