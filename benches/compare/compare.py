@@ -1,0 +1,710 @@
+#!/usr/bin/env python3
+"""Side by side: tideflow against Prefect 3 and Dask on the same three workloads.
+
+Run it through `benches/compare/run.sh`, which creates the venv this script needs.
+
+Workloads (a trivial task `inc(x) = x + 1` in every framework):
+
+    map ×1,000     inc mapped over range(1000); result: the sum of the outputs
+    map ×10,000    inc mapped over range(10000)
+    chain ×1,000   x = inc(0), then 999 times x = inc(x), each a dependent task
+
+Frameworks:
+
+    prefect   Prefect 3, `@flow` + `@task`, default task runner (ThreadPoolTaskRunner),
+              ephemeral mode (no PREFECT_API_URL: Prefect starts its local server itself).
+              map: `inc.map(range(n)).result()`; chain: `inc.submit(prev)` futures.
+    dask      dask.distributed `LocalCluster(n_workers=2, threads_per_worker=1,
+              processes=True)` on 127.0.0.1, no dashboard. map: `client.map` +
+              `client.gather`; chain: `client.submit(inc, prev, pure=False)`.
+    tideflow  the `scale` bench binary (benches/scale.rs), built with
+              `cargo bench --bench scale --no-run` and run directly.
+
+Every measurement runs in a fresh process, so peak RSS is per workload. Timings:
+
+    run       inside the process, from just before the flow / graph starts until the
+              results are back (Prefect: the flow call; Dask: first submit to gather;
+              tideflow: the bench's build_s + wall_s, graph building and the flow run).
+    startup   from spawning the process until it is ready to run: interpreter start,
+              imports, and the Prefect server start or the Dask cluster start. tideflow:
+              spawn to exit of the same binary over one element, minus that run (the
+              bench times a plain-loop floor after its run, so its own exit comes late).
+    wall      from spawning the process until the results are back (startup + run).
+
+Each measurement also records how much CPU other processes on the machine used meanwhile
+(sampled from /proc), to show when something else skewed the timings.
+
+Peak RSS is the sum of the peak RSS (VmHWM, from /proc) of every process of the framework,
+read inside the run right after the results are back: the Python process plus Prefect's
+server process, or plus Dask's worker processes (and the forkserver that starts them).
+For tideflow it is the bench process's VmHWM, which the bench reads after its run. (The
+ru_maxrss that wait4 returns is kept in results.json only: on Linux it also counts the
+image of the driver that the child was forked from before it exec'd.)
+
+Every result is checked against its expected value; a wrong value fails the run.
+"""
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+WORK = os.path.join(HERE, ".work")
+
+WORKLOADS = {
+    "map1k": ("map", 1_000),
+    "map10k": ("map", 10_000),
+    "chain1k": ("chain", 1_000),
+}
+FRAMEWORKS = ("tideflow", "prefect", "dask")
+LABELS = {
+    "map1k": "map ×1,000",
+    "map10k": "map ×10,000",
+    "chain1k": "chain ×1,000",
+    "tideflow": "tideflow",
+    "prefect": "Prefect 3",
+    "dask": "Dask",
+}
+WORKER_TIMEOUT_S = 1800
+
+
+def expected_value(kind, n):
+    """map: sum of inc(i) for i in range(n); chain: inc applied n times to 0."""
+    if kind == "map":
+        return n * (n + 1) // 2
+    if kind == "chain":
+        return n
+    raise ValueError(kind)
+
+
+def inc(x):
+    return x + 1
+
+
+# --------------------------------------------------------------------------------------
+# Process accounting (stdlib only: /proc)
+# --------------------------------------------------------------------------------------
+
+def vm_hwm_kib(pid):
+    """Peak resident set size of a live process, in KiB (VmHWM)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def descendants(pid):
+    """Pids of all live descendants of `pid`."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may contain spaces and parentheses
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+        return " ".join(a.decode(errors="replace") for a in args if a)[:120]
+    except OSError:
+        return "?"
+
+
+def process_tree_rss():
+    """Peak RSS of this process and of every live descendant."""
+    me = os.getpid()
+    procs = [{"pid": me, "cmd": "main", "hwm_kib": vm_hwm_kib(me)}]
+    for pid in descendants(me):
+        procs.append({"pid": pid, "cmd": comm(pid), "hwm_kib": vm_hwm_kib(pid)})
+    return {"total_kib": sum(p["hwm_kib"] for p in procs), "processes": procs}
+
+
+# --------------------------------------------------------------------------------------
+# Workers: one fresh process per (framework, workload) measurement
+# --------------------------------------------------------------------------------------
+
+def prefect_worker(kind, n):
+    from prefect import flow, task
+    from prefect.server.api.server import SubprocessASGIServer
+
+    # Ephemeral mode starts this server lazily on the first API call; start it here so
+    # that its start-up is reported as start-up rather than hidden in the flow run.
+    SubprocessASGIServer().start()
+
+    @task
+    def inc_task(x):
+        return x + 1
+
+    @flow
+    def map_flow(n):
+        futures = inc_task.map(range(n))
+        return sum(futures.result())
+
+    @flow
+    def chain_flow(n):
+        future = inc_task.submit(0)
+        for _ in range(n - 1):
+            future = inc_task.submit(future)
+        return future.result()
+
+    t_ready = time.monotonic()
+    value = (map_flow if kind == "map" else chain_flow)(n)
+    t_done = time.monotonic()
+    return t_ready, t_done, value, process_tree_rss(), lambda: None
+
+
+def dask_worker(kind, n):
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        host="127.0.0.1",
+    )
+    client = Client(cluster)
+    client.wait_for_workers(2)
+
+    t_ready = time.monotonic()
+    if kind == "map":
+        futures = client.map(inc, range(n))
+        value = sum(client.gather(futures))
+    else:
+        futures = [client.submit(inc, 0, pure=False)]
+        for _ in range(n - 1):
+            futures.append(client.submit(inc, futures[-1], pure=False))
+        value = futures[-1].result()
+    t_done = time.monotonic()
+    rss = process_tree_rss()
+
+    def teardown():
+        client.close()
+        cluster.close()
+
+    return t_ready, t_done, value, rss, teardown
+
+
+def worker_main(framework, kind, n, out_path):
+    t_start = time.monotonic()
+    run = {"prefect": prefect_worker, "dask": dask_worker}[framework]
+    t_ready, t_done, value, rss, teardown = run(kind, n)
+    with open(out_path, "w") as f:
+        json.dump(
+            {
+                "t_start": t_start,
+                "t_ready": t_ready,
+                "t_done": t_done,
+                "value": value,
+                "rss": rss,
+            },
+            f,
+        )
+    teardown()
+
+
+# --------------------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------------------
+
+class OtherCpu:
+    """CPU seconds used by processes outside a measured session, sampled from /proc.
+
+    An indicator of interference (builds, tests, anything else on the machine) rather than
+    an exact count: a process that lives less than one sampling interval is missed.
+    """
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, session, interval=0.5):
+        self.session, self.interval = session, interval
+        self.me = os.getpid()
+        self.first, self.last = self._snapshot(), {}
+        self.last.update(self.first)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _snapshot(self):
+        snap = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == self.me:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[3]) == self.session:  # field 6, the session id
+                continue
+            snap[(int(entry), fields[19])] = int(fields[11]) + int(fields[12])  # utime+stime
+        return snap
+
+    def _loop(self):
+        while not self.done.wait(self.interval):
+            self.last.update(self._snapshot())
+
+    def stop(self):
+        self.done.set()
+        self.thread.join()
+        self.last.update(self._snapshot())
+        ticks = sum(t - self.first.get(key, 0) for key, t in self.last.items())
+        return ticks / self.TICK
+
+
+# CPU seconds that processes other than the measured ones used during the last measurement.
+OTHER_CPU = {"last": 0.0}
+
+
+def spawn_and_wait(cmd, env, log_path, timeout=WORKER_TIMEOUT_S):
+    """Run `cmd` in its own session; returns (spawn time, exit time, status, ru_maxrss KiB).
+
+    Also records in OTHER_CPU how much CPU the rest of the machine used meanwhile.
+    """
+    with open(log_path, "wb") as log:
+        t_spawn = time.monotonic()
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=REPO,
+        )
+        other = OtherCpu(session=proc.pid)
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        t_exit = time.monotonic()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        OTHER_CPU["last"] = other.stop()
+    # Anything the run left behind in its session (it should be nothing) is ours to end.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return t_spawn, t_exit, proc.returncode, usage.ru_maxrss
+
+
+def tail(path, lines=30):
+    with open(path, errors="replace") as f:
+        return "".join(f.readlines()[-lines:])
+
+
+def python_env(framework, run_dir):
+    env = dict(os.environ)
+    for key in list(env):
+        if key.startswith("PREFECT_"):
+            del env[key]
+    env["DO_NOT_TRACK"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
+    os.makedirs(env["DASK_TEMPORARY_DIRECTORY"], exist_ok=True)
+    if framework == "prefect":
+        env["PREFECT_HOME"] = os.path.join(run_dir, "prefect-home")
+        env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    return env
+
+
+def prepare_prefect_home():
+    """A Prefect home whose database is created and migrated once, outside any measurement.
+
+    Each Prefect measurement gets a copy, so each starts as a user's second run would:
+    an existing, empty database (the very first start also creates and migrates it).
+    """
+    import shutil
+
+    template = os.path.join(WORK, "prefect-home-template")
+    shutil.rmtree(template, ignore_errors=True)
+    os.makedirs(template)
+    env = python_env("prefect", WORK)
+    env["PREFECT_HOME"] = template
+    log = os.path.join(WORK, "logs", "prefect-prime.log")
+    code = (
+        "import time; t = time.monotonic()\n"
+        "from prefect.server.api.server import SubprocessASGIServer\n"
+        "s = SubprocessASGIServer(); s.start(); print('first start', time.monotonic() - t)\n"
+        "s.stop()\n"
+    )
+    t0, t1, rc, _ = spawn_and_wait([sys.executable, "-c", code], env, log, timeout=300)
+    if rc != 0:
+        sys.exit(f"priming the Prefect database failed (exit {rc}):\n{tail(log)}")
+    return template, t1 - t0
+
+
+def measure_python(framework, workload, rep, prefect_template):
+    import shutil
+
+    kind, n = WORKLOADS[workload]
+    run_dir = os.path.join(WORK, "runs", f"{framework}-{workload}-{rep}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    os.makedirs(run_dir)
+    if framework == "prefect":
+        shutil.copytree(prefect_template, os.path.join(run_dir, "prefect-home"))
+    out = os.path.join(run_dir, "result.json")
+    log = os.path.join(WORK, "logs", f"{framework}-{workload}-{rep}.log")
+    cmd = [sys.executable, os.path.abspath(__file__), "_worker", framework, kind, str(n), out]
+    t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, python_env(framework, run_dir), log)
+    other_cpu = OTHER_CPU["last"]
+    if rc != 0 or not os.path.exists(out):
+        sys.exit(f"{framework} {workload} failed (exit {rc}); log {log}:\n{tail(log)}")
+    with open(out) as f:
+        r = json.load(f)
+    with open(log, errors="replace") as f:
+        text = f.read()
+    result = {
+        "value": r["value"],
+        "run_s": r["t_done"] - r["t_ready"],
+        "startup_s": r["t_ready"] - t_spawn,
+        "wall_s": r["t_done"] - t_spawn,
+        "exit_after_results_s": t_exit - r["t_done"],
+        "peak_rss_mib": r["rss"]["total_kib"] / 1024,
+        "wait4_ru_maxrss_mib": maxrss / 1024,
+        "other_cpu_s": other_cpu,
+        "process_spawn_to_exit_s": t_exit - t_spawn,
+        "processes": r["rss"]["processes"],
+        "log": os.path.relpath(log, REPO),
+    }
+    if framework == "prefect":
+        result["log_dropping_message_lines"] = text.count("dropping message")
+        result["log_error_lines"] = sum(1 for l in text.splitlines() if "| ERROR" in l)
+        result["log_warning_lines"] = sum(1 for l in text.splitlines() if "| WARNING" in l)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+# ---- tideflow: the `scale` bench binary --------------------------------------------
+
+def build_tideflow():
+    """Build benches/scale.rs in the bench (release) profile; returns the executable."""
+    if not os.path.exists(os.path.join(REPO, "benches", "scale.rs")):
+        return None
+    cmd = ["cargo", "bench", "--bench", "scale", "--no-run", "--message-format=json"]
+    proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE)  # cargo's progress: stderr
+    if proc.returncode != 0:
+        sys.exit("building the tideflow bench failed (cargo's errors above)")
+    exe = None
+    for line in proc.stdout.decode().splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if (
+            msg.get("reason") == "compiler-artifact"
+            and msg.get("target", {}).get("name") == "scale"
+            and msg.get("executable")
+        ):
+            exe = msg["executable"]
+    if exe is None:
+        sys.exit("cargo built the scale bench but reported no executable")
+    return exe
+
+
+def run_scale(exe, kind, n, mode, log):
+    """One fresh process of the scale bench: `scale <kind> <N> --sync|--async --json`.
+
+    The same binary `cargo bench --bench scale -- map 1000 --sync --json` runs (cargo
+    adds `--bench`); running it directly keeps cargo out of the wall time and RSS.
+    Returns (spawn-to-exit seconds, ru_maxrss KiB, the bench's JSON record).
+    """
+    cmd = [exe, kind, str(n), f"--{mode}", "--json", "--bench"]
+    t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, dict(os.environ), log)
+    if rc != 0:
+        sys.exit(f"tideflow {kind} {n} failed (exit {rc}); log {log}:\n{tail(log)}")
+    records = []
+    with open(log, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    pass
+    if not records:
+        sys.exit(f"tideflow {kind} {n}: no JSON line in the bench output; log {log}:\n{tail(log)}")
+    rec = records[-1]
+    if rec.get("workload") != kind or rec.get("n") != n or rec.get("body") != mode:
+        sys.exit(f"tideflow: the bench reported {rec}, not {kind} over {n} ({mode})")
+    return t_exit - t_spawn, maxrss, rec
+
+
+def flow_seconds(rec):
+    # A flow's graph is built by the user's code before it runs (`flow!` does it when the
+    # flow is called); Prefect and Dask build theirs inside the timed region, so count it.
+    return float(rec["build_s"]) + float(rec["wall_s"])
+
+
+def measure_tideflow(exe, workload, rep, mode):
+    kind, n = WORKLOADS[workload]
+    log = os.path.join(WORK, "logs", f"tideflow-{mode}-{workload}-{rep}.log")
+    proc_s, maxrss, rec = run_scale(exe, kind, n, mode, log)
+    other_cpu = OTHER_CPU["last"]
+    run_s = flow_seconds(rec)
+    # After its run the bench times a plain-loop floor (up to ~50 ms), so spawn-to-exit
+    # overstates the wall time. Start-up is measured instead by a fresh process of the same
+    # binary over one element (its run and floor take microseconds): spawn-to-exit minus
+    # its flow time.
+    log1 = os.path.join(WORK, "logs", f"tideflow-{mode}-{workload}-{rep}-startup.log")
+    proc1_s, _, rec1 = run_scale(exe, "map", 1, mode, log1)
+    startup_s = max(proc1_s - flow_seconds(rec1), 0.0)
+    return {
+        # The bench checks the flow's output itself (every element of a map, the end of a
+        # chain) and panics, exit code 101, on a wrong one; exit code 0 means it was right.
+        "value": expected_value(kind, n),
+        "run_s": run_s,
+        "startup_s": startup_s,
+        "wall_s": startup_s + run_s,
+        "process_spawn_to_exit_s": proc_s,
+        "other_cpu_s": other_cpu,
+        "exit_after_results_s": None,
+        # VmHWM read by the bench itself right after the run (before its floor loop).
+        "peak_rss_mib": float(rec["peak_rss_mib"]),
+        "wait4_ru_maxrss_mib": maxrss / 1024,
+        "bench_record": rec,
+        "log": os.path.relpath(log, REPO),
+    }
+
+
+# ---- table ---------------------------------------------------------------------------
+
+def fmt_s(v):
+    if v is None:
+        return "—"
+    if v < 0.01:
+        return f"{v * 1000:.2f} ms"
+    if v < 1:
+        return f"{v * 1000:.0f} ms"
+    return f"{v:.2f} s"
+
+
+def fmt_mib(v):
+    return f"{v:.1f}" if v < 10 else f"{v:.0f}"
+
+
+def fmt_x(v):
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:,.0f}×"
+    if v >= 10:
+        return f"{v:.0f}×"
+    return f"{v:.1f}×"
+
+
+def median_cell(samples):
+    cell = {}
+    for key in ("run_s", "startup_s", "wall_s", "peak_rss_mib", "exit_after_results_s"):
+        vals = [s[key] for s in samples if s.get(key) is not None]
+        cell[key] = statistics.median(vals) if vals else None
+    return cell
+
+
+def render_table(cells, workloads, frameworks, tideflow_key):
+    header = (
+        "| workload | framework | run | startup | wall incl. startup | peak RSS (MiB) "
+        "| tideflow speed-up (run) | tideflow speed-up (wall incl. startup) |"
+    )
+    rows = [header, "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for w in workloads:
+        tf = cells.get((w, tideflow_key))
+        for fw in frameworks:
+            c = cells.get((w, fw))
+            if c is None:
+                continue
+            if fw == tideflow_key or tf is None:
+                up_run = up_wall = None
+            else:
+                up_run = c["run_s"] / tf["run_s"]
+                up_wall = c["wall_s"] / tf["wall_s"]
+            rows.append(
+                f"| {LABELS[w]} | {LABELS.get(fw, fw)} | {fmt_s(c['run_s'])} "
+                f"| {fmt_s(c['startup_s'])} | {fmt_s(c['wall_s'])} "
+                f"| {fmt_mib(c['peak_rss_mib'])} | {fmt_x(up_run)} | {fmt_x(up_wall)} |"
+            )
+    return "\n".join(rows)
+
+
+def versions():
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                  text=True).stdout.strip()
+        except OSError:
+            return None
+
+    from importlib.metadata import version
+
+    cpu = None
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kib = int(f.readline().split()[1])
+    return {
+        "cpu": cpu,
+        "nproc": os.cpu_count(),
+        "mem_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "rustc": out(["rustc", "--version"]),
+        "python": platform.python_version(),
+        "prefect": version("prefect"),
+        "fastapi": version("fastapi"),
+        "dask": version("dask"),
+        "distributed": version("distributed"),
+        "tideflow_commit": out(["git", "rev-parse", "--short", "HEAD"]),
+        "tideflow_worktree_dirty": bool(out(["git", "status", "--porcelain", "--untracked-files=no"])),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workloads", default=",".join(WORKLOADS),
+                    help=f"comma-separated, from {','.join(WORKLOADS)}")
+    ap.add_argument("--frameworks", default=",".join(FRAMEWORKS),
+                    help=f"comma-separated, from {','.join(FRAMEWORKS)}")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="fresh processes per cell; the table shows medians (default 3)")
+    ap.add_argument("--tideflow-mode", choices=("sync", "async"), default="sync",
+                    help="tideflow task flavour: plain fn (sync, default) or async fn")
+    ap.add_argument("--out", default=os.path.join(HERE, "results.json"))
+    args = ap.parse_args()
+    workloads = [w for w in args.workloads.split(",") if w]
+    frameworks = [f for f in args.frameworks.split(",") if f]
+    for w in workloads:
+        if w not in WORKLOADS:
+            ap.error(f"unknown workload {w}")
+    for f in frameworks:
+        if f not in FRAMEWORKS:
+            ap.error(f"unknown framework {f}")
+
+    os.makedirs(os.path.join(WORK, "logs"), exist_ok=True)
+    notes = []
+    load_at_start = open("/proc/loadavg").read().split()[:3]
+    info = versions()  # before the build: the commit and work tree the bench is built from
+    info["loadavg_at_start"] = load_at_start
+    if float(load_at_start[0]) > 1.0:
+        print(f"warning: load average {load_at_start[0]} at start: other work on this "
+              f"machine will skew the timings", flush=True)
+
+    exe = None
+    if "tideflow" in frameworks:
+        print("building the tideflow scale bench (cargo bench --bench scale --no-run) ...",
+              flush=True)
+        exe = build_tideflow()
+        if exe is None:
+            print("benches/scale.rs does not exist yet: skipping tideflow", flush=True)
+            notes.append("tideflow skipped: benches/scale.rs missing")
+            frameworks = [f for f in frameworks if f != "tideflow"]
+
+    prefect_template = None
+    if "prefect" in frameworks:
+        print("creating and migrating a Prefect database (not measured) ...", flush=True)
+        prefect_template, first_start = prepare_prefect_home()
+        notes.append(f"Prefect's first server start (creates and migrates its database), "
+                     f"not in the table: {first_start:.1f} s")
+
+    samples = {}
+    for rep in range(args.repeat):
+        for w in workloads:
+            for fw in frameworks:
+                if fw == "tideflow":
+                    s = measure_tideflow(exe, w, rep, args.tideflow_mode)
+                else:
+                    s = measure_python(fw, w, rep, prefect_template)
+                kind, n = WORKLOADS[w]
+                want = expected_value(kind, n)
+                if s["value"] != want:
+                    sys.exit(f"{fw} {w}: result {s['value']!r}, expected {want}")
+                samples.setdefault((w, fw), []).append(s)
+                busy = s["other_cpu_s"] / max(s["process_spawn_to_exit_s"], 1e-9)
+                print(f"  [{rep + 1}/{args.repeat}] {LABELS[w]:<13} {LABELS[fw]:<10} "
+                      f"run {fmt_s(s['run_s']):>9}  wall {fmt_s(s['wall_s']):>9}  "
+                      f"peak RSS {fmt_mib(s['peak_rss_mib']):>5} MiB  value {s['value']} ok"
+                      + (f"  (other processes used {busy:.0%} of a CPU meanwhile)"
+                         if busy > 0.1 else ""),
+                      flush=True)
+
+    cells = {k: median_cell(v) for k, v in samples.items()}
+    table = render_table(cells, workloads, frameworks, "tideflow")
+
+    for (w, fw), ss in samples.items():
+        if fw == "prefect":
+            dropped = sum(s["log_dropping_message_lines"] for s in ss)
+            errors = sum(s["log_error_lines"] for s in ss)
+            exit_s = statistics.median(s["exit_after_results_s"] for s in ss)
+            notes.append(
+                f"Prefect {LABELS[w]}: process exit {exit_s:.1f} s after the results "
+                f"(draining run-history events, stopping the server); log lines "
+                f"'dropping message': {dropped}, ERROR: {errors} over {len(ss)} runs"
+            )
+
+    for (w, fw), ss in samples.items():
+        runs = [s["run_s"] for s in ss]
+        if len(runs) > 1 and max(runs) > 1.2 * min(runs) and fw != "tideflow":
+            notes.append(f"{LABELS[fw]} {LABELS[w]}: run times ranged {fmt_s(min(runs))} to "
+                         f"{fmt_s(max(runs))} over {len(runs)} runs (the table shows the median)")
+    other = sum(s["other_cpu_s"] for ss in samples.values() for s in ss)
+    spent = sum(s["process_spawn_to_exit_s"] for ss in samples.values() for s in ss)
+    notes.append(f"other processes on the machine used {other:.1f} CPU s during the "
+                 f"{spent:.0f} s of measured processes ({other / max(spent, 1e-9):.0%} of a CPU)")
+    print()
+    print(f"{info['cpu']}, {info['nproc']} CPUs, {info['mem_gib']} GiB; {info['rustc']}; "
+          f"Python {info['python']}, prefect {info['prefect']}, dask {info['dask']}; "
+          f"median of {args.repeat} fresh processes per cell")
+    print()
+    print(table)
+    print()
+    for n in notes:
+        print(f"- {n}")
+
+    with open(args.out, "w") as f:
+        json.dump(
+            {
+                "machine_and_versions": info,
+                "repeat": args.repeat,
+                "tideflow_mode": args.tideflow_mode,
+                "table_markdown": table,
+                "medians": {f"{w}/{fw}": c for (w, fw), c in cells.items()},
+                "samples": {f"{w}/{fw}": s for (w, fw), s in samples.items()},
+                "notes": notes,
+            },
+            f,
+            indent=2,
+        )
+    print(f"\nresults: {os.path.relpath(args.out, REPO)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "_worker":
+        _, _, framework, kind, n, out = sys.argv
+        worker_main(framework, kind, int(n), out)
+    else:
+        main()
