@@ -9,6 +9,7 @@
 //! options    --sync | --async          add1 is the sync task (default) or the async one
 //!            --executor local|sequential   LocalExecutor::new() (default) or SequentialExecutor
 //!            --repeat K                run K times in this process, one line per run
+//!            --persist DIR             persist every result in a result store in DIR
 //!            --json                    one JSON object per line instead of text
 //! ```
 //!
@@ -54,7 +55,7 @@ use workloads::{Body, Kind, Workload};
 const SERIES: [u64; 3] = [10_000, 100_000, 1_000_000];
 
 const USAGE: &str = "usage: cargo bench --bench scale -- [<map|chain|mapreduce> [<N>]] \
-                     [--sync|--async] [--executor local|sequential] [--repeat K] [--json]";
+                     [--sync|--async] [--executor local|sequential] [--repeat K] [--persist DIR] [--json]";
 
 struct Args {
     kind: Option<Kind>,
@@ -63,6 +64,7 @@ struct Args {
     executor: &'static str,
     repeat: u32,
     json: bool,
+    persist: Option<std::path::PathBuf>,
     /// The options as given, passed on to each run of a series.
     options: Vec<String>,
 }
@@ -75,6 +77,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         executor: "local",
         repeat: 1,
         json: false,
+        persist: None,
         options: Vec::new(),
     };
     while let Some(arg) = args.next() {
@@ -92,6 +95,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     "sequential" => "sequential",
                     other => return Err(format!("unknown executor `{other}`: `local` or `sequential`")),
                 };
+                parsed.options.extend([arg, v]);
+                continue;
+            }
+            "--persist" => {
+                let v = value("--persist")?;
+                parsed.persist = Some(v.clone().into());
                 parsed.options.extend([arg, v]);
                 continue;
             }
@@ -200,7 +209,10 @@ fn measure(kind: Kind, n: u64, args: &Args) {
     for _ in 0..args.repeat {
         let base_kib = proc_status_kib("VmRSS");
         let start = Instant::now();
-        let workload = Workload::new(kind, n, args.body, executor.clone());
+        let mut workload = Workload::new(kind, n, args.body, executor.clone());
+        if let Some(dir) = &args.persist {
+            workload = workload.persist_in(dir);
+        }
         let build = start.elapsed();
         task_runs = workload.task_runs();
         let start = Instant::now();

@@ -50,14 +50,15 @@ pub use flow_runtime::{
 };
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
+pub use flow_runtime::{store, ResultStore};
 
 /// Everything a flow file needs: `use tideflow::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "slack")]
     pub use crate::SlackNotifier;
     pub use crate::{
-        flow, task, Flow, FlowError, FlowRun, LocalExecutor, SequentialExecutor, State, StateChange,
-        StateKind, TaskContext, TaskError, TaskRun, Trigger,
+        flow, task, Flow, FlowError, FlowRun, LocalExecutor, ResultStore, SequentialExecutor, State,
+        StateChange, StateKind, TaskContext, TaskError, TaskRun, Trigger,
     };
 }
 
@@ -66,6 +67,8 @@ pub use flow_runtime::checks::{
     Arity, Exact, FlowOutput, FlowParam, IntoTaskError, MapElement, MapOver, MappedInput, NoOutput,
     PerElement, Portable, ReducedFits, Shareable, TaskInput, TaskIo, Uniform,
 };
+#[doc(hidden)]
+pub use flow_runtime::checks::{BranchValue, IfCondition};
 
 /// Not public API: what the code `#[task]` and `flow!` generate refers to.
 #[doc(hidden)]
@@ -73,8 +76,9 @@ pub mod __private {
     pub use flow_runtime::builder::*;
     pub use flow_runtime::checks::*;
     pub use flow_runtime::inventory;
-    pub use flow_runtime::task::{AsyncBody, Backoff, BoxFuture, SyncBody};
+    pub use flow_runtime::task::{AsyncBody, Backoff, BoxFuture, SubflowFuture, SyncBody, TaskCodec};
     pub use flow_runtime::value::{borrow, take, value, Value};
+    pub use flow_runtime::Flow;
     pub use flow_runtime::{
         Input, Task, TaskBody, TaskContext, TaskDef, TaskError, TaskOptions, TaskParam, TaskRegistration,
         Trigger,

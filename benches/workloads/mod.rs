@@ -199,6 +199,17 @@ impl Workload {
         Workload { kind, n, flow }
     }
 
+    /// Persists every task's result in a result store in `dir` (`Flow::persist_results`).
+    #[allow(dead_code)] // used by the scale bench only
+    pub fn persist_in(mut self, dir: &std::path::Path) -> Self {
+        let store = tideflow::ResultStore::local(dir);
+        self.flow = match self.flow {
+            Built::Vec(f) => Built::Vec(f.persist_results().result_store(store)),
+            Built::U64(f) => Built::U64(f.persist_results().result_store(store)),
+        };
+        self
+    }
+
     /// How many task runs one run makes.
     pub fn task_runs(&self) -> u64 {
         self.kind.task_runs(self.n)

@@ -5,8 +5,14 @@
 //! `let x = task(..)` is a single value, `let xs = task.map(..)` a mapped one, anything
 //! that uses no binding a constant. It emits a different check per kind, spanned at the
 //! user's token; rustc checks the types.
+//!
+//! An `if` on a `bool` becomes a gate task per branch (`if flag`, `else flag`) that every
+//! task call in the branch runs after, so the branch that is not taken is skipped; an
+//! `if` whose value is used also becomes a merge task that passes on the value of the
+//! branch that ran. Each branch is expanded in a Rust block of its own, so its bindings
+//! end with it, as in Rust.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -142,6 +148,7 @@ struct Call {
     after: Vec<Ident>,
 }
 
+#[derive(Clone)]
 enum Arg {
     /// A parameter or task result, by name.
     Name(Ident, Kind),
@@ -168,6 +175,55 @@ impl Arg {
     }
 }
 
+/// One item the flow declares, in order.
+enum Step {
+    Call(Call),
+    /// The gate of one branch of an `if`.
+    Gate(Gate),
+    /// The body of one branch, in a Rust block of its own; in an `if` that gives a
+    /// value, the binding the branch's value is stored in, and that value.
+    Branch {
+        steps: Vec<Step>,
+        value: Option<(Ident, Arg)>,
+    },
+    /// The merge of the branches of an `if` that gives a value.
+    Merge(Merge),
+}
+
+/// A branch's gate: succeeds when the condition is `when`, skips the branch otherwise.
+struct Gate {
+    binding: Ident,
+    /// How runs report it: `if flag`, `else flag`.
+    name: String,
+    condition: Arg,
+    /// The condition as written, without a negation (for the skip message).
+    text: String,
+    when: bool,
+    /// Emit the check that the condition is a `bool` (on the first gate of an `if` only).
+    check: bool,
+    /// The gate of the enclosing branch.
+    after: Option<Ident>,
+}
+
+/// The value of whichever branch ran.
+struct Merge {
+    binding: Ident,
+    /// How runs report it: the user's binding, or `merge flag`.
+    name: String,
+    /// Each branch: its gate, the binding of its value, and where the value is written.
+    parts: Vec<(Ident, Ident, Span)>,
+}
+
+/// The condition of an `if`.
+struct Condition {
+    /// A parameter or task result (or a constant).
+    arg: Arg,
+    /// Written `!cond`.
+    negated: bool,
+    /// The condition without its negation, as written.
+    text: String,
+}
+
 /// The flow's final value.
 enum Tail {
     None,
@@ -176,8 +232,14 @@ enum Tail {
 
 struct Analysis<'a> {
     cx: Ctxt,
+    /// The names in scope.
     names: HashMap<String, Kind>,
-    calls: Vec<Call>,
+    /// Every name bound anywhere in the flow (runs report tasks by it).
+    bound: HashSet<String>,
+    /// The items of the block being read.
+    steps: Vec<Step>,
+    /// The gate of the branch being read, if any.
+    gate: Option<Ident>,
     /// Inside a tuple or array passed directly to a `.map(..)` (already an error).
     gathering_in_map: bool,
     counter: usize,
@@ -262,6 +324,8 @@ impl Analysis<'_> {
             }
             other => (other, Vec::new()),
         };
+        let mut after = after;
+        after.extend(self.gate.clone());
         let (task, map, raw_args) = match core {
             Expr::Call(c) => match &*c.func {
                 Expr::Path(p) if p.qself.is_none() => {
@@ -299,7 +363,7 @@ impl Analysis<'_> {
                 return None;
             }
             other => {
-                self.cx.error_spanned_by(other, not_a_call(other));
+                self.not_a_call(other);
                 return None;
             }
         };
@@ -335,14 +399,14 @@ impl Analysis<'_> {
                 )
             }
         };
-        self.calls.push(Call {
+        self.steps.push(Step::Call(Call {
             binding: ident.clone(),
             report_name,
             task,
             map,
             args,
             after,
-        });
+        }));
         Some((ident, kind))
     }
 
@@ -529,7 +593,10 @@ impl Analysis<'_> {
                         .error_spanned_by(diverge, "`let .. else` has no meaning in a flow");
                 }
                 let binding = ident.as_ref().filter(|i| ok && *i != "_");
-                self.call(&init.expr, binding).map(|(_, kind)| kind)
+                match &*init.expr {
+                    Expr::If(e) => self.if_expr(e, Some(binding)).map(|_| Kind::Single),
+                    other => self.call(other, binding).map(|(_, kind)| kind),
+                }
             }
         };
         if let Some(ident) = ident {
@@ -539,12 +606,324 @@ impl Analysis<'_> {
         }
     }
 
+    /// A block of flow statements. With `value`, its final expression (without `;`) is
+    /// the block's value; otherwise it is one more statement.
+    fn statements(&mut self, stmts: &[syn::Stmt], value: bool) -> Option<Arg> {
+        let last = stmts.len().saturating_sub(1);
+        let mut out = None;
+        for (i, stmt) in stmts.iter().enumerate() {
+            match stmt {
+                syn::Stmt::Local(local) => self.local(local),
+                syn::Stmt::Expr(expr, semi) => {
+                    if value && semi.is_none() && i == last {
+                        out = self.value_expr(expr);
+                    } else {
+                        self.statement(expr);
+                    }
+                }
+                syn::Stmt::Item(item) => self.cx.error_spanned_by(
+                    item,
+                    "a flow body holds task calls only: declare items outside `flow!`",
+                ),
+                syn::Stmt::Macro(m) => self.cx.error_spanned_by(
+                    &m.mac,
+                    "a flow body holds task calls only: macros cannot be wired into the graph",
+                ),
+            }
+        }
+        out
+    }
+
+    /// An expression statement: a task call, or an `if` whose value is not used.
+    fn statement(&mut self, expr: &Expr) {
+        match expr {
+            Expr::If(e) => {
+                self.if_expr(e, None);
+            }
+            other => {
+                self.call(other, None);
+            }
+        }
+    }
+
+    /// The final expression of a block whose value is used.
+    fn value_expr(&mut self, expr: &Expr) -> Option<Arg> {
+        match expr {
+            Expr::If(e) => self.if_expr(e, Some(None)).map(|m| Arg::Name(m, Kind::Single)),
+            // `Vec::new()`, `Some(..)`: a constant.
+            Expr::Call(c) if !is_task_path(&c.func) => Some(self.arg(expr, false, false)),
+            Expr::Call(_) | Expr::MethodCall(_) => Some(self.nested(expr)),
+            Expr::Await(_)
+            | Expr::Try(_)
+            | Expr::Match(_)
+            | Expr::While(_)
+            | Expr::ForLoop(_)
+            | Expr::Loop(_) => {
+                self.not_a_call(expr);
+                None
+            }
+            other => Some(self.arg(other, false, false)),
+        }
+    }
+
+    /// An `if`. `value`: the `if` gives a value (with the binding it is stored in, if
+    /// any); `None` for a statement. Returns the binding of the value.
+    fn if_expr(&mut self, e: &syn::ExprIf, value: Option<Option<&Ident>>) -> Option<Ident> {
+        let mut parts = Vec::new();
+        let text = self.if_chain(e, value.is_some(), &mut parts);
+        let binding = value?;
+        let if_span = e.if_token.span;
+        let (binding, name) = match binding {
+            Some(b) => (b.clone(), b.to_string()),
+            None => {
+                self.counter += 1;
+                (
+                    Ident::new(&format!("__tideflow_merge{}", self.counter), if_span),
+                    format!("merge {text}"),
+                )
+            }
+        };
+        self.steps.push(Step::Merge(Merge {
+            binding: binding.clone(),
+            name,
+            parts,
+        }));
+        Some(binding)
+    }
+
+    /// The gates and branches of `e` and of its `else if`s; when the `if` gives a value,
+    /// each branch's gate and value go to `parts`. Returns the condition as written.
+    fn if_chain(&mut self, e: &syn::ExprIf, value: bool, parts: &mut Vec<(Ident, Ident, Span)>) -> String {
+        let written = crate::task::expr_text(&e.cond);
+        let cond = self.condition(&e.cond);
+        let outer = self.gate.clone();
+        let then_gate = self.gate_step(
+            format!("if {written}"),
+            cond.as_ref(),
+            true,
+            e.if_token.span,
+            outer.clone(),
+        );
+        self.branch(&e.then_branch, then_gate, value, parts);
+        match &e.else_branch {
+            None if value => self.cx.error_at(
+                e.if_token.span,
+                format!(
+                    "this `if` has no `else`, so it has no value when `{written}` is false: add an `else` branch \
+                     that gives a value of the same type, or use the `if` as a statement"
+                ),
+            ),
+            None => {}
+            Some((else_token, else_expr)) => {
+                let else_gate = self.gate_step(
+                    format!("else {written}"),
+                    cond.as_ref(),
+                    false,
+                    else_token.span,
+                    outer,
+                );
+                match &**else_expr {
+                    // `else if`: its gates run after this `else`'s, and its branches
+                    // join this `if`'s value.
+                    Expr::If(nested) => {
+                        let outer = self.gate.replace(else_gate);
+                        self.if_chain(nested, value, parts);
+                        self.gate = outer;
+                    }
+                    Expr::Block(b) => self.branch(&b.block, else_gate, value, parts),
+                    other => self
+                        .cx
+                        .error_spanned_by(other, "`else` is followed by a block or by `if`"),
+                }
+            }
+        }
+        written
+    }
+
+    /// A branch's gate: `then` for the branch taken when the condition holds.
+    fn gate_step(
+        &mut self,
+        name: String,
+        cond: Option<&Condition>,
+        then: bool,
+        span: Span,
+        after: Option<Ident>,
+    ) -> Ident {
+        self.counter += 1;
+        let binding = Ident::new(&format!("__tideflow_gate{}", self.counter), span);
+        if let Some(c) = cond {
+            self.steps.push(Step::Gate(Gate {
+                binding: binding.clone(),
+                name,
+                condition: c.arg.clone(),
+                text: c.text.clone(),
+                when: then != c.negated,
+                check: then,
+                after,
+            }));
+        }
+        binding
+    }
+
+    /// One branch: its statements run after `gate`, and its bindings end with it.
+    fn branch(
+        &mut self,
+        block: &syn::Block,
+        gate: Ident,
+        value: bool,
+        parts: &mut Vec<(Ident, Ident, Span)>,
+    ) {
+        let names = self.names.clone();
+        let outer_gate = self.gate.replace(gate.clone());
+        let outer_steps = std::mem::take(&mut self.steps);
+        let result = self.statements(&block.stmts, value);
+        let steps = std::mem::replace(&mut self.steps, outer_steps);
+        self.gate = outer_gate;
+        self.names = names;
+        let value = match (value, result) {
+            (false, _) => None,
+            (true, Some(arg)) => {
+                if let Arg::Name(_, Kind::Mapped) = arg {
+                    self.cx.error_at(
+                        arg.span(),
+                        "this branch gives a mapped result (one value per child of a `.map(..)`), but an `if` \
+                         gives one value: reduce it first with a task that takes a `Vec`, and end the branch \
+                         with that task's result",
+                    );
+                }
+                self.counter += 1;
+                let span = arg.span();
+                let ident = Ident::new(&format!("__tideflow_value{}", self.counter), span);
+                parts.push((gate, ident.clone(), span));
+                Some((ident, arg))
+            }
+            (true, None) => {
+                match block.stmts.last() {
+                    Some(syn::Stmt::Expr(_, Some(semi))) => self.cx.error_spanned_by(
+                        semi,
+                        "the value of this `if` is used, but this branch ends with `;`: remove it to make \
+                         the last task call the branch's value",
+                    ),
+                    // A final expression that is not a value: already reported.
+                    Some(syn::Stmt::Expr(_, None)) => {}
+                    _ => self.cx.error_at(
+                        block.brace_token.span.close(),
+                        "the value of this `if` is used, but this branch gives no value: end it with a task \
+                         call or a task result, without `;`",
+                    ),
+                }
+                None
+            }
+        };
+        self.steps.push(Step::Branch { steps, value });
+    }
+
+    /// The condition of an `if`: a `bool` parameter or task result, a task call
+    /// returning `bool`, or `!` of one of these.
+    fn condition(&mut self, expr: &Expr) -> Option<Condition> {
+        let named = |arg: Arg, text: String| Condition {
+            arg,
+            negated: false,
+            text,
+        };
+        match expr {
+            Expr::Paren(p) => self.condition(&p.expr),
+            Expr::Group(g) => self.condition(&g.expr),
+            Expr::Unary(u) if matches!(u.op, syn::UnOp::Not(_)) => {
+                let mut c = self.condition(&u.expr)?;
+                c.negated = !c.negated;
+                Some(c)
+            }
+            Expr::Let(l) => {
+                self.cx.error_spanned_by(
+                    l.let_token,
+                    "`if let` is not flow syntax: a flow branches with `if` on a task's `bool` result or a \
+                     `bool` parameter; look inside the value in a task that returns `bool`",
+                );
+                None
+            }
+            Expr::Path(p) if p.qself.is_none() => match p.path.get_ident() {
+                Some(ident) => match self.kind_of(ident) {
+                    Some(Kind::Single) => {
+                        Some(named(Arg::Name(ident.clone(), Kind::Single), ident.to_string()))
+                    }
+                    Some(Kind::Mapped) => {
+                        self.cx.error_spanned_by(
+                            ident,
+                            format!(
+                                "`{ident}` is a mapped result, one value per child of a `.map(..)`, but an `if` \
+                                 branches on one `bool`: reduce it first with a task that takes `Vec<bool>` \
+                                 (e.g. `let any = any_true({ident});`) and branch on that task's result"
+                            ),
+                        );
+                        None
+                    }
+                    // A constant, or a name rustc reports as unknown.
+                    None => Some(named(Arg::Const(expr.clone()), ident.to_string())),
+                },
+                None => Some(named(Arg::Const(expr.clone()), crate::task::expr_text(expr))),
+            },
+            Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Bool(_),
+                ..
+            }) => Some(named(Arg::Const(expr.clone()), crate::task::expr_text(expr))),
+            Expr::Call(c) if is_task_path(&c.func) => self.condition_call(expr),
+            Expr::MethodCall(m) if m.method == "map" || m.method == "after" => self.condition_call(expr),
+            other => {
+                let text = crate::task::expr_text(other);
+                self.cx.error_spanned_by(
+                    other,
+                    format!(
+                        "an `if` in a flow branches on a task's `bool` result or a `bool` parameter, not on an \
+                         expression: compute `{text}` in a task that returns `bool`, and branch on that task's result"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A task call as the condition: called first, like a nested call.
+    fn condition_call(&mut self, expr: &Expr) -> Option<Condition> {
+        let text = crate::task::expr_text(expr);
+        match self.call(expr, None)? {
+            (ident, Kind::Single) => Some(Condition {
+                arg: Arg::Name(ident, Kind::Single),
+                negated: false,
+                text,
+            }),
+            (ident, Kind::Mapped) => {
+                self.cx.error_at(
+                    ident.span(),
+                    format!(
+                        "`{text}` gives one value per element, but an `if` branches on one `bool`: reduce the \
+                         results with a task that takes `Vec<bool>` and branch on that task's result"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Reports an expression that is not flow syntax: at the keyword of a `match` or a
+    /// loop, else on the whole expression.
+    fn not_a_call(&mut self, expr: &Expr) {
+        let message = not_a_call(expr);
+        match expr {
+            Expr::Match(m) => self.cx.error_spanned_by(m.match_token, message),
+            Expr::While(w) => self.cx.error_spanned_by(w.while_token, message),
+            Expr::ForLoop(f) => self.cx.error_spanned_by(f.for_token, message),
+            Expr::Loop(l) => self.cx.error_spanned_by(l.loop_token, message),
+            other => self.cx.error_spanned_by(other, message),
+        }
+    }
+
     fn bind(&mut self, ident: &Ident, kind: Kind) {
         let name = ident.to_string();
         if name == "_" {
             return;
         }
-        if self.names.contains_key(&name) {
+        if self.names.contains_key(&name) || self.bound.contains(&name) {
             let what = if self.flow.params.iter().any(|p| p.name == name) {
                 "a parameter of this flow"
             } else {
@@ -555,6 +934,7 @@ impl Analysis<'_> {
                 format!("`{name}` is {what}: give each task result its own name (runs report tasks by it)"),
             );
         }
+        self.bound.insert(name.clone());
         self.names.insert(name, kind);
     }
 }
@@ -613,9 +993,13 @@ fn not_a_call(expr: &Expr) -> String {
         Expr::Try(_) => "remove `?`: a failed task fails its run, and downstream tasks react through their \
                          `trigger`"
             .to_owned(),
-        Expr::If(_) | Expr::Match(_) | Expr::While(_) | Expr::ForLoop(_) | Expr::Loop(_) => {
-            "a flow has no control flow: decide inside a task, or use a task's `trigger` to run it after \
-             failures"
+        Expr::Match(_) => {
+            "`match` is not flow syntax: a flow branches with `if` on a task's `bool` result or a \
+             `bool` parameter; match inside a task, or compute the decision in a task that returns `bool`"
+                .to_owned()
+        }
+        Expr::While(_) | Expr::ForLoop(_) | Expr::Loop(_) => {
+            "a flow has no loops: run a task once per element with `task.map(xs)`, or loop inside a task"
                 .to_owned()
         }
         _ => "a flow statement calls a task: `let x = task(..);` or `let xs = task.map(..);`; \
@@ -657,7 +1041,9 @@ fn expand_flow(flow: &FlowDecl) -> TokenStream {
         gathering_in_map: false,
         cx: Ctxt::default(),
         names: HashMap::new(),
-        calls: Vec::new(),
+        bound: HashSet::new(),
+        steps: Vec::new(),
+        gate: None,
         counter: 0,
         flow,
     };
@@ -702,35 +1088,13 @@ fn expand_flow(flow: &FlowDecl) -> TokenStream {
         }
         an.bind(&p.name, Kind::Single);
     }
-    let mut tail = Tail::None;
-    let last = flow.body.len().saturating_sub(1);
-    for (i, stmt) in flow.body.iter().enumerate() {
-        match stmt {
-            syn::Stmt::Local(local) => an.local(local),
-            syn::Stmt::Expr(expr, semi) => {
-                if semi.is_none() && i == last {
-                    tail = match expr {
-                        Expr::Call(_) | Expr::MethodCall(_) => Tail::Value(an.nested(expr)),
-                        Expr::Await(_) | Expr::Try(_) | Expr::If(_) | Expr::Match(_) => {
-                            an.cx.error_spanned_by(expr, not_a_call(expr));
-                            Tail::None
-                        }
-                        other => Tail::Value(an.arg(other, false, false)),
-                    };
-                } else {
-                    an.call(expr, None);
-                }
-            }
-            syn::Stmt::Item(item) => an.cx.error_spanned_by(
-                item,
-                "a flow body holds task calls only: declare items outside `flow!`",
-            ),
-            syn::Stmt::Macro(m) => an.cx.error_spanned_by(
-                &m.mac,
-                "a flow body holds task calls only: macros cannot be wired into the graph",
-            ),
-        }
-    }
+    // A flow without an output that ends with an `if` ends with a statement.
+    let value =
+        flow.output.is_some() || !matches!(flow.body.last(), Some(syn::Stmt::Expr(Expr::If(_), None)));
+    let tail = match an.statements(&flow.body, value) {
+        Some(arg) => Tail::Value(arg),
+        None => Tail::None,
+    };
     // After an earlier mistake, a tail that looks constant is most likely its echo.
     if let (Tail::Value(Arg::Const(e)), false) = (&tail, an.cx.has_errors()) {
         an.cx.error_spanned_by(
@@ -750,15 +1114,13 @@ fn expand_flow(flow: &FlowDecl) -> TokenStream {
             ),
         );
     }
-    let errors = std::mem::take(&mut an.cx).into_compile_errors();
-    let generated = generate(flow, &an.calls, &tail);
-    match errors {
+    match std::mem::take(&mut an.cx).into_compile_errors() {
         Some(errors) => {
             // Still emit the flow function so its callers type-check.
             let fallback = fallback(flow);
             quote! { #errors #fallback }
         }
-        None => generated,
+        None => generate(flow, &an.steps, &tail),
     }
 }
 
@@ -804,7 +1166,7 @@ fn p_at(span: Span) -> TokenStream {
     crate::private_at(span)
 }
 
-fn generate(flow: &FlowDecl, calls: &[Call], tail: &Tail) -> TokenStream {
+fn generate(flow: &FlowDecl, steps: &[Step], tail: &Tail) -> TokenStream {
     let p = P();
     let attrs = &flow.attrs;
     let vis = &flow.vis;
@@ -837,9 +1199,7 @@ fn generate(flow: &FlowDecl, calls: &[Call], tail: &Tail) -> TokenStream {
             };
         });
     }
-    for call in calls {
-        body.extend(expand_call(call));
-    }
+    body.extend(expand_steps(steps, name));
     let finish = match tail {
         Tail::None => quote! { #p::FlowBuilder::finish::<()>(__tideflow_b, ::core::option::Option::None) },
         Tail::Value(arg) => {
@@ -856,16 +1216,117 @@ fn generate(flow: &FlowDecl, calls: &[Call], tail: &Tail) -> TokenStream {
             }
         }
     };
+    let subflow = subflow_task(flow);
+    // The graph is built by the companion, so that the subflow task reaches it through the
+    // type (a function of the same name elsewhere cannot capture the call).
     quote! {
         #companion
+        impl #name {
+            #[doc(hidden)]
+            #[allow(clippy::let_unit_value)]
+            pub fn __tideflow_flow() -> ::tideflow::Flow<#out> {
+                let mut __tideflow_b = #p::FlowBuilder::new(#name_text, #description);
+                #body
+                #finish
+            }
+        }
+        #subflow
 
         #(#attrs)*
-        #[allow(clippy::let_unit_value)]
         #vis #fn_token #name() -> ::tideflow::Flow<#out> {
-            let mut __tideflow_b = #p::FlowBuilder::new(#name_text, #description);
-            #body
-            #finish
+            #name::__tideflow_flow()
         }
+    }
+}
+
+fn expand_steps(steps: &[Step], flow: &Ident) -> TokenStream {
+    steps.iter().map(|step| expand_step(step, flow)).collect()
+}
+
+fn expand_step(step: &Step, flow: &Ident) -> TokenStream {
+    let p = P();
+    match step {
+        Step::Call(call) => expand_call(call),
+        Step::Gate(gate) => expand_gate(gate, flow),
+        Step::Branch { steps, value: None } => {
+            let body = expand_steps(steps, flow);
+            quote! { { #body } }
+        }
+        Step::Branch {
+            steps,
+            value: Some((binding, arg)),
+        } => {
+            let body = expand_steps(steps, flow);
+            let value = whole_arg(arg, &quote!(#flow));
+            quote! {
+                #[allow(unused_variables)]
+                let #binding = { #body #value };
+            }
+        }
+        Step::Merge(merge) => {
+            let binding = &merge.binding;
+            let name = &merge.name;
+            let mut checks = TokenStream::new();
+            if let Some((_, first, _)) = merge.parts.first() {
+                // Every later branch gives the first branch's type, checked at its value
+                // once both types are known.
+                checks.extend(quote! { let __tideflow_first = #p::Arg::payload(&#first); });
+                for (_, v, span) in &merge.parts[1..] {
+                    let ps = p_at(*span);
+                    checks.extend(quote_spanned! {*span=>
+                        let #v = <_ as #ps::BranchValue<_, #flow>>::value(__tideflow_first, #v);
+                    });
+                }
+            }
+            let parts = merge.parts.iter().map(|(g, v, _)| quote!((#g, #v)));
+            quote! {
+                #[allow(unused_variables)]
+                let #binding = {
+                    #checks
+                    #p::FlowBuilder::merge(&mut __tideflow_b, #name, ::std::vec![#(#parts),*])
+                };
+            }
+        }
+    }
+}
+
+/// A branch's gate; the first gate of an `if` checks that the condition is a `bool`.
+fn expand_gate(gate: &Gate, flow: &Ident) -> TokenStream {
+    let p = P();
+    let span = gate.condition.span();
+    let pc = p_at(span);
+    let condition = match &gate.condition {
+        Arg::Const(e) => {
+            let text = crate::task::expr_text(e);
+            quote_spanned! {span=>
+                let __tideflow_c: ::core::primitive::bool = #e;
+                let __tideflow_c = #pc::constant(__tideflow_c, #text);
+            }
+        }
+        arg => {
+            let value = whole_arg(arg, &quote!(#flow));
+            let check = if gate.check {
+                quote_spanned! {span=> <_ as #pc::IfCondition<#flow>>::check(#pc::Arg::payload(&__tideflow_c)); }
+            } else {
+                TokenStream::new()
+            };
+            quote_spanned! {span=>
+                let __tideflow_c = #value;
+                #check
+            }
+        }
+    };
+    let binding = &gate.binding;
+    let name = &gate.name;
+    let text = &gate.text;
+    let when = gate.when;
+    let after = gate.after.iter().map(|g| quote!(#p::Dependency::node(&#g)));
+    quote! {
+        #[allow(unused_variables)]
+        let #binding = {
+            #condition
+            #p::FlowBuilder::gate(&mut __tideflow_b, #name, __tideflow_c, #text, #when, ::std::vec![#(#after),*])
+        };
     }
 }
 
@@ -1030,5 +1491,51 @@ fn mapped_arg(a: &Ident, arg: &Arg, expected: &TokenStream) -> TokenStream {
         }
         // Reported by the analysis; emit the whole value so nothing cascades.
         Arg::Gather { .. } => whole_checked(a, arg, expected),
+    }
+}
+
+/// The flow as a task of other flows (a subflow): its companion implements `Task`, with
+/// the flow's parameters, in order, as the task's parameters and its output as the task's.
+/// Calling it runs the flow as its own flow run, kept in the parent's run result.
+fn subflow_task(flow: &FlowDecl) -> TokenStream {
+    let p = P();
+    let name = &flow.name;
+    let name_text = name.to_string();
+    let out = output_type(flow);
+    let out_text = match &flow.output {
+        Some(t) => type_text(t),
+        None => "()".to_owned(),
+    };
+    let param_tys: Vec<&Type> = flow.params.iter().map(|p| &p.ty).collect();
+    let param_names: Vec<String> = flow.params.iter().map(|p| p.name.to_string()).collect();
+    let param_texts: Vec<String> = param_tys.iter().map(|t| type_text(t)).collect();
+    quote! {
+        const _: () = {
+            #[diagnostic::do_not_recommend]
+            impl #p::Task for #name {
+                type Output = #out;
+                type Sig = fn(#(#param_tys),*) -> #out;
+                const DEF: &'static #p::TaskDef = &#p::TaskDef {
+                    name: #name_text,
+                    key: ::core::concat!(::core::module_path!(), "::", #name_text),
+                    options: #p::TaskOptions {
+                        local: true,
+                        ..#p::TaskOptions::DEFAULT
+                    },
+                    params: &[#(#p::TaskParam { name: #param_names, ty: #param_texts }),*],
+                    output: #out_text,
+                    body: {
+                        fn __tideflow_subflow(
+                            __tideflow_values: #p::Vec<#p::Value>,
+                            __tideflow_ctx: #p::TaskContext,
+                        ) -> #p::SubflowFuture {
+                            #p::Flow::run_as_subflow(#name::__tideflow_flow(), __tideflow_values, __tideflow_ctx)
+                        }
+                        #p::TaskBody::Subflow(__tideflow_subflow)
+                    },
+                    codec: ::core::option::Option::None,
+                };
+            }
+        };
     }
 }

@@ -11,7 +11,8 @@ use crate::ctxt::Ctxt;
 use crate::duration;
 
 const OPTIONS: &str = "`name`, `max_retries`, `retry_delay`, `retry_backoff`, `retry_max_delay`, \
-     `retry_jitter`, `retry_on`, `timeout`, `trigger`, `skip_on_upstream_skip`, `tags` and `local`";
+     `retry_jitter`, `retry_on`, `timeout`, `trigger`, `skip_on_upstream_skip`, `tags`, `cache_for`, \
+     `cache_key`, `persist` and `local`";
 const TRIGGERS: &[(&str, &str)] = &[
     ("all_successful", "AllSuccessful"),
     ("all_finished", "AllFinished"),
@@ -64,7 +65,13 @@ struct Options {
     trigger: Option<Ident>,
     skip_on_upstream_skip: Option<bool>,
     tags: Vec<LitStr>,
-    local: bool,
+    local: Option<Ident>,
+    cache_for_nanos: Option<u64>,
+    cache_key: Option<LitStr>,
+    persist: Option<bool>,
+    /// The option that stores results (`cache_for`, `cache_key` or `persist`), for the
+    /// error when the task is also `local`.
+    stores: Option<Ident>,
 }
 
 /// `key`, `key = value`.
@@ -157,13 +164,45 @@ impl Options {
                     if let Some(v) = &arg.value {
                         cx.error_spanned_by(v, "`local` takes no value: write `#[task(local)]`");
                     }
-                    options.local = true;
+                    options.local = Some(arg.key.clone());
+                }
+                "cache_for" => {
+                    options.cache_for_nanos = duration_value(cx, &arg);
+                    if options.cache_for_nanos == Some(0) {
+                        cx.error_spanned_by(&arg.value, "`cache_for` must be longer than zero");
+                    }
+                    options.stores.get_or_insert(arg.key.clone());
+                }
+                "cache_key" => {
+                    options.cache_key = string_value(cx, &arg);
+                    if let Some(key) = options.cache_key.as_ref().filter(|k| k.value().trim().is_empty()) {
+                        cx.error_spanned_by(key, "a `cache_key` cannot be empty");
+                    }
+                    options.stores.get_or_insert(arg.key.clone());
+                }
+                "persist" => {
+                    options.persist = match &arg.value {
+                        None => Some(true),
+                        Some(_) => bool_value(cx, &arg),
+                    };
+                    if options.persist == Some(true) {
+                        options.stores.get_or_insert(arg.key.clone());
+                    }
                 }
                 _ => cx.error_spanned_by(
                     &arg.key,
                     format!("unknown task option `{key}`; the options are {OPTIONS}"),
                 ),
             }
+        }
+        if let (Some(local), Some(stores)) = (&options.local, &options.stores) {
+            cx.error_spanned_by(
+                local,
+                format!(
+                    "a `local` task cannot use `{stores}`: stored results are written with serde; \
+                     remove `local` and derive `Serialize` and `Deserialize` for its inputs and output"
+                ),
+            );
         }
         options
     }
@@ -572,15 +611,30 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
     let mut checks = TokenStream::new();
     for ty in param_tys.iter().copied().chain(std::iter::once(output)) {
         let ts = ty.span();
-        let pt = crate::private_at(ts);
         let store = shareable(ty, ident, "store");
         checks.extend(quote_spanned! {ts=> let _ = #store; });
-        if !options.local {
-            checks.extend(quote_spanned! {ts=>
-                <#ty as #pt::Portable<#ident>>::check(#pt::PhantomData);
-            });
-        }
     }
+    // How values cross a process or a disk: serde, checked at each type the user wrote.
+    let codec = if options.local.is_some() {
+        quote!(::core::option::Option::None)
+    } else {
+        let portable = |ty: &Type, item: &str| {
+            let ts = ty.span();
+            let pt = crate::private_at(ts);
+            let item = Ident::new(item, ts);
+            quote_spanned! {ts=> <#ty as #pt::Portable<#ident>>::#item }
+        };
+        let encode_output = portable(output, "ENCODE");
+        let decode_output = portable(output, "DECODE");
+        let encode_inputs = param_tys.iter().map(|t| portable(t, "ENCODE"));
+        quote! {
+            ::core::option::Option::Some(&#p::TaskCodec {
+                encode_output: #encode_output,
+                decode_output: #decode_output,
+                encode_inputs: &[#(#encode_inputs),*],
+            })
+        }
+    };
 
     // Take each input out of the value list, then call the function. Every conversion
     // goes through the same check, at the same type token, as the checks above, so a type
@@ -684,7 +738,16 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
         .unwrap_or_else(|| Ident::new("AllSuccessful", Span::call_site()));
     let skip = options.skip_on_upstream_skip.unwrap_or(true);
     let tags = &options.tags;
-    let local = options.local;
+    let local = options.local.is_some();
+    let cache_for = some_duration(options.cache_for_nanos);
+    let cache_key = match &options.cache_key {
+        Some(k) => quote!(::core::option::Option::Some(#k)),
+        None => quote!(::core::option::Option::None),
+    };
+    let persist = match options.persist {
+        Some(b) => quote!(::core::option::Option::Some(#b)),
+        None => quote!(::core::option::Option::None),
+    };
     let doc = format!("Task companion of [`{fn_name}()`]: its name, options and types, for `flow!`.");
 
     quote! {
@@ -716,10 +779,14 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
                         skip_on_upstream_skip: #skip,
                         tags: &[#(#tags),*],
                         local: #local,
+                        cache_for: #cache_for,
+                        cache_key: #cache_key,
+                        persist: #persist,
                     },
                     params: &[#(#p::TaskParam { name: #param_names, ty: #param_ty_texts }),*],
                     output: #output_text,
                     body: { #body },
+                    codec: #codec,
                 };
             }
 

@@ -13,9 +13,10 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::branch;
 use crate::flow::Flow;
 use crate::graph::{Graph, Input, Node, NodeId, ParamSpec, Source};
-use crate::task::Task;
+use crate::task::{Task, TaskDef};
 use crate::value::{self, Value};
 
 /// A single value in a flow: a task's result, a parameter, a tuple of values.
@@ -95,6 +96,11 @@ impl<T> Single<T> {
 /// A mapped argument: the source is a collection, split into one value per child.
 pub(crate) fn fan_out<T>(source: Source, split: crate::graph::SplitFn) -> Arg<T> {
     Arg::new(Input::FanOut(source, split))
+}
+
+/// A branch of an `if` gathered with its gate: the branch's value (the gate gives `()`).
+fn branch_value(mut parts: Vec<Value>) -> Value {
+    parts.pop().unwrap_or_else(|| value::value(()))
 }
 
 fn collect_vec<T: Clone + Send + Sync + 'static>(parts: Vec<Value>) -> Value {
@@ -246,6 +252,51 @@ impl FlowBuilder {
         }
     }
 
+    /// Adds the gate of one branch of an `if`, named `name` (`if flag`, `else flag`): it
+    /// succeeds when `condition` is `when` and ends `Skipped` otherwise (saying that the
+    /// condition, written `text` in the flow, was `true` or `false`). Every task call in
+    /// the branch runs after it; `after` is the gate of an enclosing branch, if any.
+    ///
+    /// `flow!` has checked that the condition is a `bool` (see
+    /// [`crate::checks::IfCondition`]); another type fails the gate when it runs.
+    pub fn gate<T>(
+        &mut self,
+        name: &'static str,
+        condition: Arg<T>,
+        text: &'static str,
+        when: bool,
+        after: Vec<Option<NodeId>>,
+    ) -> Single<()> {
+        let def = if when { &branch::IF } else { &branch::ELSE };
+        let inputs = vec![
+            condition.into_input(),
+            Input::Value(Source::Const(value::value(text), text)),
+        ];
+        let node = self.push_def(def, name, false, inputs, after);
+        Single {
+            source: Source::Node(node),
+            node: Some(node),
+            _t: PhantomData,
+        }
+    }
+
+    /// Adds the merge of an `if`'s value, named `name`: `branches` pairs each branch's gate
+    /// with the value the branch gives. The merge passes on the value of the branch that
+    /// ran (see [`Source::First`]).
+    pub fn merge<T>(&mut self, name: &'static str, branches: Vec<(Single<()>, Arg<T>)>) -> Single<T> {
+        let parts = branches
+            .into_iter()
+            .map(|(gate, value)| Source::Gather(vec![gate.source, value.into_source()], branch_value))
+            .collect();
+        let inputs = vec![Input::Value(Source::First(parts))];
+        let node = self.push_def(&branch::MERGE, name, false, inputs, Vec::new());
+        Single {
+            source: Source::Node(node),
+            node: Some(node),
+            _t: PhantomData,
+        }
+    }
+
     fn push<Tk: Task>(
         &mut self,
         binding: &'static str,
@@ -253,7 +304,19 @@ impl FlowBuilder {
         inputs: Vec<Input>,
         after: Vec<Option<NodeId>>,
     ) -> NodeId {
-        let base = if binding.is_empty() { Tk::DEF.name } else { binding };
+        self.push_def(Tk::DEF, binding, mapped, inputs, after)
+    }
+
+    /// Adds a node; `binding` is its name, or `""` for the task's name.
+    fn push_def(
+        &mut self,
+        def: &'static TaskDef,
+        binding: &'static str,
+        mapped: bool,
+        inputs: Vec<Input>,
+        after: Vec<Option<NodeId>>,
+    ) -> NodeId {
+        let base = if binding.is_empty() { def.name } else { binding };
         let mut name = base.to_owned();
         let mut n = 2;
         while !self.names.insert(name.clone()) {
@@ -263,8 +326,8 @@ impl FlowBuilder {
         let id = NodeId(self.nodes.len() as u32);
         self.nodes.push(Node {
             name,
-            task: Tk::DEF,
-            options: Tk::DEF.options,
+            task: def,
+            options: def.options,
             mapped,
             inputs,
             after: after.into_iter().flatten().collect(),

@@ -343,21 +343,26 @@ impl<E: Into<crate::TaskError>, Tk> IntoTaskError<Tk> for E {
     }
 }
 
-/// A task input or output type that can cross a process boundary (to a cluster worker).
+/// A task input or output type that can cross a process boundary (to a cluster worker)
+/// and be written to the result store (caching, persisted results).
 #[diagnostic::on_unimplemented(
-    message = "task `{Tk}` cannot send `{Self}` to a worker: task inputs and outputs need serde's `Serialize` and `Deserialize`",
+    message = "task `{Tk}` needs serde for `{Self}`: task inputs and outputs are sent to cluster workers and written to the result store",
     label = "`{Self}` lacks `Serialize`/`Deserialize`",
     note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`",
-    note = "or mark the task `#[task(local)]` to keep it on the local executor (a cluster executor then refuses it)"
+    note = "or, for a task that is neither cached nor persisted, mark it `#[task(local)]` to keep it on the local executor (a cluster executor then refuses it)"
 )]
 pub trait Portable<Tk> {
-    /// Compiles only for serde types.
-    #[inline(always)]
-    fn check(_: PhantomData<Self>) {}
+    /// Writes a value of this type as JSON.
+    const ENCODE: crate::task::EncodeFn;
+    /// Reads a value of this type from JSON.
+    const DECODE: crate::task::DecodeFn;
 }
 
 #[diagnostic::do_not_recommend]
-impl<T: serde::Serialize + serde::de::DeserializeOwned, Tk> Portable<Tk> for T {}
+impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static, Tk> Portable<Tk> for T {
+    const ENCODE: crate::task::EncodeFn = value::encode_json::<T>;
+    const DECODE: crate::task::DecodeFn = value::decode_json::<T>;
+}
 
 /// The inputs and outputs of tasks, as the subject of [`Shareable`].
 pub enum TaskIo {}
@@ -389,5 +394,40 @@ impl<T: Clone + Send + Sync + 'static, Tk> Shareable<T, Tk> for TaskIo {
     #[inline(always)]
     fn taker() -> fn(Value) -> Result<T, crate::TaskError> {
         value::take::<T>
+    }
+}
+
+/// The condition of an `if` in flow `F`: a flow branches on a `bool`.
+#[diagnostic::on_unimplemented(
+    message = "the condition of an `if` in flow `{F}` must be a `bool`, but it is a `{Self}`",
+    label = "expected `bool`, found `{Self}`",
+    note = "a flow branches on a task's `bool` result or a `bool` parameter; compute the decision in a task that returns `bool`"
+)]
+pub trait IfCondition<F> {
+    /// Compiles only for `bool`.
+    #[inline(always)]
+    fn check(_offered: PhantomData<Self>) {}
+}
+
+#[diagnostic::do_not_recommend]
+impl<F> IfCondition<F> for bool {}
+
+/// The value of a later branch of an `if` in flow `F`, against the first branch's type
+/// `T`: every branch gives a value of one type.
+#[diagnostic::on_unimplemented(
+    message = "the branches of this `if` in flow `{F}` give different types: `{T}` and `{Self}`",
+    label = "this branch gives `{Self}`, the first branch gives `{T}`",
+    note = "an `if` gives the value of the branch that ran, so every branch must give the same type"
+)]
+pub trait BranchValue<T, F>: Sized {
+    /// The branch's value, typed as the first branch's.
+    fn value(first: PhantomData<T>, arg: Arg<Self>) -> Arg<T>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<T, F> BranchValue<T, F> for T {
+    #[inline(always)]
+    fn value(_first: PhantomData<T>, arg: Arg<T>) -> Arg<T> {
+        arg
     }
 }

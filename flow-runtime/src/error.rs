@@ -162,6 +162,39 @@ pub enum FlowError {
         /// The flow's task names.
         known: String,
     },
+    /// `Flow::restart` named a run the result store holds no record of.
+    #[error(
+        "no stored run `{run}` of flow `{flow}` in {store}: only runs of flows that persist results \
+         can be restarted (`#[task(persist)]` on tasks, or `Flow::persist_results()`), from the same result store"
+    )]
+    RunNotFound {
+        /// The flow's name.
+        flow: String,
+        /// The run id given.
+        run: String,
+        /// The result store's directory.
+        store: String,
+    },
+    /// `Flow::restart` named a run of another flow.
+    #[error("run `{run}` is a run of flow `{other}`, not of flow `{flow}`: restart it with `{other}`")]
+    RunOfAnotherFlow {
+        /// The flow asked to restart.
+        flow: String,
+        /// The run id given.
+        run: String,
+        /// The flow the run belongs to.
+        other: String,
+    },
+    /// The stored record of a run cannot be read.
+    #[error("the stored record of run `{run}` at {path} cannot be read: {reason}")]
+    RunRecordUnreadable {
+        /// The run id given.
+        run: String,
+        /// The record's file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 fn describe_failures(failed: &[(String, String)]) -> String {

@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::context::{FlowRunId, TaskContext, TaskRunId};
 use crate::engine;
 use crate::error::FlowError;
 use crate::executor::Executor;
 use crate::graph::{Graph, NodeId};
 use crate::notify::{Handlers, StateHandler};
 use crate::run::FlowRun;
+use crate::store::ResultStore;
+use crate::task::{SubflowFuture, SubflowOutcome};
 use crate::value::Value;
 
 /// A flow with its parameter values, ready to run; `flow!` generates a function that
@@ -33,6 +36,14 @@ pub(crate) struct RunOptions {
     pub(crate) keep_results: bool,
     pub(crate) task_handlers: Handlers,
     pub(crate) flow_handlers: Handlers,
+    /// Where results are persisted and cached (`None`: the default store).
+    pub(crate) store: Option<ResultStore>,
+    /// Persist every task's result (`Flow::persist_results`).
+    pub(crate) persist_all: bool,
+    /// Run again as this earlier run, reusing its persisted results (`Flow::restart`).
+    pub(crate) restart: Option<FlowRunId>,
+    /// For a subflow: the parent's task run that runs it.
+    pub(crate) parent: Option<TaskRunId>,
 }
 
 impl<O> Clone for Flow<O> {
@@ -198,11 +209,93 @@ impl<O: Send + Sync + 'static> Flow<O> {
         self
     }
 
+    /// Writes every task's successful result to the result store (as `#[task(persist)]`
+    /// does for one task), so that a failed run can be restarted with [`Flow::restart`]
+    /// without running again what succeeded. A task marked `persist = false`, or
+    /// `#[task(local)]`, is not persisted.
+    pub fn persist_results(mut self) -> Self {
+        self.options.persist_all = true;
+        self
+    }
+
+    /// Persists and caches results in `store` rather than in the default one
+    /// ([`ResultStore::default_location`]).
+    pub fn result_store(mut self, store: ResultStore) -> Self {
+        self.options.store = Some(store);
+        self
+    }
+
+    /// Runs earlier run `run` of this flow again, under the same run id and with the same
+    /// parameter values: every task run whose result was persisted ends `Cached` with that
+    /// result, without running; the others (those that failed, did not run, or whose
+    /// result was not persisted) run. A stored result that cannot be read is reported in
+    /// [`FlowRun::warnings`] and its task runs again. Results persisted by this run join
+    /// the earlier ones, so a run can be restarted again.
+    ///
+    /// ```text
+    /// let run = pipeline().persist_results().run().await;     // fails half way
+    /// let again = pipeline().persist_results().restart(run.id()).await?;
+    /// ```
+    ///
+    /// # Errors
+    /// [`FlowError::RunNotFound`] when the result store holds no record of `run` (only runs
+    /// of flows that persist results are recorded), [`FlowError::RunOfAnotherFlow`] for a
+    /// run of another flow, [`FlowError::RunRecordUnreadable`] for a damaged record, and
+    /// the errors of [`Flow::with_param_json`] when a recorded parameter no longer fits.
+    pub async fn restart(&self, run: FlowRunId) -> Result<FlowRun<O>, FlowError> {
+        let store = self.options.store.clone().unwrap_or_default();
+        let manifest = store.read_run(self.graph.name, run)?;
+        let mut flow = self.clone();
+        for (name, value) in manifest.params {
+            flow = flow.with_param_json(&name, value)?;
+        }
+        flow.options.restart = Some(run);
+        Ok(flow.run().await)
+    }
+
     /// Runs the flow to completion and returns its run result.
     pub async fn run(&self) -> FlowRun<O> {
         let record =
             engine::execute(Arc::clone(&self.graph), self.params.clone(), self.options.clone()).await;
         FlowRun::new(record)
+    }
+
+    /// Runs this flow as a task of another flow (what `flow!` generates for a flow called
+    /// inside another one): `inputs` are its parameter values, in order. The task succeeds
+    /// with the flow's output, or fails naming the subflow's failed task runs; either way
+    /// the subflow's run is kept in the parent's run result ([`crate::TaskRun::subflow`]).
+    #[doc(hidden)]
+    pub fn run_as_subflow(mut self, inputs: Vec<Value>, ctx: TaskContext) -> SubflowFuture {
+        Box::pin(async move {
+            let expected = self.graph.params.len();
+            if inputs.len() != expected {
+                let message = format!(
+                    "subflow `{}` takes {expected} parameter(s), but was given {}",
+                    self.graph.name,
+                    inputs.len()
+                );
+                return SubflowOutcome {
+                    result: Err(crate::TaskError::fail(message)),
+                    run: None,
+                };
+            }
+            self.options.parent = Some(ctx.task_run_id());
+            let run = Arc::new(engine::execute(Arc::clone(&self.graph), inputs, self.options).await);
+            let result = if run.state.is_successful() {
+                Ok(run.output.clone().unwrap_or_else(|| crate::value::value(())))
+            } else {
+                Err(crate::TaskError::fail(format!(
+                    "subflow `{}` (run {}) failed: {}",
+                    self.graph.name,
+                    run.id,
+                    run.state.message().unwrap_or("its output was not produced")
+                )))
+            };
+            SubflowOutcome {
+                result,
+                run: Some(run),
+            }
+        })
     }
 
     /// The graph in Graphviz DOT (mapped tasks marked).

@@ -46,8 +46,13 @@ pub enum Source {
     /// Children that produced no value (skipped, or failed under a permissive trigger)
     /// are left out.
     Reduce(NodeId, CollectFn),
-    /// A tuple or array of values, built from its parts.
+    /// A tuple or array of values, built from its parts. It has a value only when every
+    /// part has one (a branch of an `if` is gathered with its gate this way).
     Gather(Vec<Source>, CollectFn),
+    /// The value of whichever branch of an `if` ran: the first part that has a value.
+    /// `flow!` gathers each branch's value with the gate of its branch, so exactly one
+    /// part has a value when one branch ran and none when every branch was skipped.
+    First(Vec<Source>),
 }
 
 impl fmt::Debug for Source {
@@ -58,6 +63,7 @@ impl fmt::Debug for Source {
             Source::Const(_, text) => write!(f, "Const({text})"),
             Source::Reduce(id, _) => write!(f, "Reduce({})", id.0),
             Source::Gather(parts, _) => f.debug_tuple("Gather").field(parts).finish(),
+            Source::First(parts) => f.debug_tuple("First").field(parts).finish(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+mod branch;
 pub mod builder;
 pub mod checks;
 pub mod context;
@@ -18,6 +19,7 @@ pub mod notify;
 mod render;
 pub mod run;
 pub mod state;
+pub mod store;
 pub mod task;
 pub mod value;
 
@@ -31,6 +33,7 @@ pub use notify::SlackNotifier;
 pub use notify::{HandlerResult, StateChange, StateHandler, StateKind};
 pub use run::{ChildRun, FlowRun, TaskRun};
 pub use state::State;
+pub use store::ResultStore;
 pub use task::{
     find_task, registered_tasks, Backoff, Task, TaskBody, TaskDef, TaskOptions, TaskParam, TaskRegistration,
     Trigger,

@@ -11,7 +11,8 @@
 //!   `Failed → Retrying`, then `Retrying → Running` when the next attempt starts.
 //! - a task run the scheduler decides without running it: `Pending → TriggerFailed`,
 //!   `Pending → Skipped` (an upstream task was skipped), `Pending → Failed`; a mapped task
-//!   that expands: `Pending → Mapped` (its children have their own transitions).
+//!   that expands: `Pending → Mapped` (its children have their own transitions); a task run
+//!   whose result is found in the cache or reused by a restart: `Pending → Cached`.
 //! - the flow run: `Pending → Running` when it starts, `Running → Success` or `Running →
 //!   Failed` when it ends (then [`StateChange::failed_tasks`] lists the failed task runs).
 //!
@@ -172,6 +173,8 @@ pub enum StateKind {
     Retrying,
     /// [`State::Success`].
     Success,
+    /// [`State::Cached`].
+    Cached,
     /// [`State::Failed`].
     Failed,
     /// [`State::TimedOut`].
@@ -192,6 +195,7 @@ impl State {
             State::Running => StateKind::Running,
             State::Retrying { .. } => StateKind::Retrying,
             State::Success => StateKind::Success,
+            State::Cached => StateKind::Cached,
             State::Failed { .. } => StateKind::Failed,
             State::TimedOut { .. } => StateKind::TimedOut,
             State::TriggerFailed { .. } => StateKind::TriggerFailed,

@@ -6,9 +6,15 @@
 //! reads it: `data`, `mapped` (fan-out or zip), `unmapped` (the same value for every
 //! child), `reduce` (all children's results), `gathered` (part of a tuple or array), or
 //! `after` (ordering only, dashed).
+//!
+//! An `if` shows as decisions: each branch's gate is a diamond labelled `if flag` or
+//! `else flag`, reading its `condition`; the tasks of the branch hang off it with
+//! `after` edges, and the merge of an `if`'s value reads each branch's gate (`branch`,
+//! dashed) and value (`data`).
 
 use std::fmt::Write as _;
 
+use crate::branch;
 use crate::graph::{Graph, Input, Source};
 
 /// Where an edge starts.
@@ -36,8 +42,13 @@ fn layout(graph: &Graph) -> Layout {
     let mut consts = Vec::new();
     let mut edges = Vec::new();
     for (to, node) in graph.nodes.iter().enumerate() {
-        for input in &node.inputs {
+        // A gate reads its condition; its other input is the condition's text, shown in
+        // its label.
+        let gate = branch::is_gate(node.task);
+        let shown = if gate { 1 } else { node.inputs.len() };
+        for input in node.inputs.iter().take(shown) {
             match input {
+                Input::Value(src) if gate => source_edges(src, to, "condition", &mut consts, &mut edges),
                 Input::Value(src) => {
                     let kind = if node.mapped { "unmapped" } else { "data" };
                     source_edges(src, to, kind, &mut consts, &mut edges);
@@ -90,12 +101,28 @@ fn source_edges(
             }
             return;
         }
+        Source::First(parts) => {
+            // Each branch of an `if`: its gate, then its value.
+            for p in parts {
+                match p {
+                    Source::Gather(gated, _) if gated.len() == 2 => {
+                        source_edges(&gated[0], to, "branch", consts, edges);
+                        source_edges(&gated[1], to, kind, consts, edges);
+                    }
+                    other => source_edges(other, to, kind, consts, edges),
+                }
+            }
+            return;
+        }
     };
     edges.push(Edge { from, to, kind });
 }
 
 fn task_label(graph: &Graph, x: usize) -> String {
     let node = &graph.nodes[x];
+    if branch::is_gate(node.task) || (branch::is_merge(node.task) && node.name.starts_with("merge ")) {
+        return node.name.clone();
+    }
     let task = if node.mapped {
         format!("{}.map", node.task.name)
     } else {
@@ -145,7 +172,11 @@ pub(crate) fn to_dot(graph: &Graph) -> String {
         let _ = writeln!(out, "    c{i} [label=\"{}\", shape=plaintext];", dot_escape(text));
     }
     for (x, node) in graph.nodes.iter().enumerate() {
-        let shape = if node.mapped {
+        let shape = if branch::is_gate(node.task) {
+            "shape=diamond"
+        } else if branch::is_merge(node.task) {
+            "shape=oval"
+        } else if node.mapped {
             "shape=box3d, style=bold"
         } else {
             "shape=box, style=rounded"
@@ -157,7 +188,7 @@ pub(crate) fn to_dot(graph: &Graph) -> String {
         );
     }
     for e in &l.edges {
-        let style = if e.kind == "after" { ", style=dashed" } else { "" };
+        let style = if is_dashed(e.kind) { ", style=dashed" } else { "" };
         let _ = writeln!(
             out,
             "    {} -> t{} [label=\"{}\"{style}];",
@@ -168,6 +199,11 @@ pub(crate) fn to_dot(graph: &Graph) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// Ordering edges: `after`, and a gate's edge to the merge of its `if`.
+fn is_dashed(kind: &str) -> bool {
+    kind == "after" || kind == "branch"
 }
 
 fn mermaid_escape(s: &str) -> String {
@@ -186,14 +222,18 @@ pub(crate) fn to_mermaid(graph: &Graph) -> String {
     }
     for (x, node) in graph.nodes.iter().enumerate() {
         let label = mermaid_escape(&task_label(graph, x));
-        if node.mapped {
+        if branch::is_gate(node.task) {
+            let _ = writeln!(out, "    t{x}{{\"{label}\"}}");
+        } else if branch::is_merge(node.task) {
+            let _ = writeln!(out, "    t{x}([\"{label}\"])");
+        } else if node.mapped {
             let _ = writeln!(out, "    t{x}[[\"{label}\"]]");
         } else {
             let _ = writeln!(out, "    t{x}(\"{label}\")");
         }
     }
     for e in &l.edges {
-        let arrow = if e.kind == "after" { "-.->" } else { "-->" };
+        let arrow = if is_dashed(e.kind) { "-.->" } else { "-->" };
         let _ = writeln!(out, "    {} {arrow}|{}| t{}", dot_id(e.from), e.kind, e.to);
     }
     out
@@ -230,6 +270,7 @@ mod tests {
             params,
             output: "()",
             body: TaskBody::Sync(body),
+            codec: None,
         }
     }
 

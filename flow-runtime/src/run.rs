@@ -5,21 +5,25 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::context::FlowRunId;
+use crate::context::{FlowRunId, TaskRunId};
 use crate::error::FlowError;
 use crate::state::State;
 use crate::value::Value;
 
-/// What the engine records of one flow run.
+/// What the engine records of one flow run; read it through [`FlowRun`].
 #[derive(Debug)]
-pub(crate) struct RunRecord {
+pub struct RunRecord {
     pub(crate) id: FlowRunId,
+    /// For a subflow: the task run of the parent flow that ran it.
+    pub(crate) parent: Option<TaskRunId>,
     pub(crate) flow: &'static str,
     pub(crate) state: State,
     pub(crate) tasks: Vec<TaskRun>,
     pub(crate) output: Option<Value>,
     pub(crate) started_at: SystemTime,
     pub(crate) ended_at: SystemTime,
+    /// Results that could not be read from or written to the result store.
+    pub(crate) warnings: Vec<String>,
 }
 
 /// One task as it ended: a task run, or a mapped task with its children.
@@ -33,6 +37,8 @@ pub struct TaskRun {
     pub(crate) ended_at: Option<SystemTime>,
     pub(crate) result: Option<Value>,
     pub(crate) children: Vec<ChildRun>,
+    /// The flow runs of a subflow task, by map index (`None` for a non-mapped task).
+    pub(crate) subflows: Vec<(Option<u32>, Arc<RunRecord>)>,
 }
 
 impl TaskRun {
@@ -87,6 +93,26 @@ impl TaskRun {
     /// task's output type.
     pub fn result<T: 'static>(&self) -> Option<&T> {
         self.result.as_ref()?.downcast_ref::<T>()
+    }
+
+    /// The flow run of a subflow task (a flow called as a task of this flow), with its own
+    /// task runs and states; `None` for a task that is not a subflow or did not run. `O`
+    /// is the subflow's output type ([`FlowRun::output`] errs for another type).
+    /// For a mapped subflow, see [`TaskRun::child_subflow`].
+    pub fn subflow<O: 'static>(&self) -> Option<FlowRun<O>> {
+        self.subflow_at(None)
+    }
+
+    /// The flow run of child `index` of a mapped subflow task.
+    pub fn child_subflow<O: 'static>(&self, index: usize) -> Option<FlowRun<O>> {
+        self.subflow_at(u32::try_from(index).ok())
+    }
+
+    fn subflow_at<O: 'static>(&self, index: Option<u32>) -> Option<FlowRun<O>> {
+        self.subflows
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, r)| FlowRun::from_shared(Arc::clone(r)))
     }
 
     /// Failed, or (for a mapped task) any child failed.
@@ -190,7 +216,7 @@ fn span(start: Option<SystemTime>, end: Option<SystemTime>) -> Option<Duration> 
 
 /// The result of a flow run: its final state, every task run, and the typed output.
 pub struct FlowRun<O> {
-    record: RunRecord,
+    record: Arc<RunRecord>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -207,10 +233,19 @@ impl<O> fmt::Debug for FlowRun<O> {
 
 impl<O: 'static> FlowRun<O> {
     pub(crate) fn new(record: RunRecord) -> Self {
+        Self::from_shared(Arc::new(record))
+    }
+
+    pub(crate) fn from_shared(record: Arc<RunRecord>) -> Self {
         FlowRun {
             record,
             _output: PhantomData,
         }
+    }
+
+    /// For a subflow's run: the task run of the parent flow that ran it.
+    pub fn parent_task_run(&self) -> Option<TaskRunId> {
+        self.record.parent
     }
 
     /// The run's id.
@@ -297,11 +332,19 @@ impl<O: 'static> FlowRun<O> {
             flow: self.record.flow.to_owned(),
             failed: Vec::new(),
         };
-        let value = self.record.output.ok_or_else(|| failed.clone())?;
+        let value = self.record.output.clone().ok_or_else(|| failed.clone())?;
+        drop(self.record);
         match value.downcast::<O>() {
             Ok(arc) => Ok(Arc::try_unwrap(arc).unwrap_or_else(|shared| (*shared).clone())),
             Err(_) => Err(failed),
         }
+    }
+
+    /// What went wrong around the run without failing a task: a stored result that could
+    /// not be read (its task ran again) or written (a restart will run it again), each
+    /// naming the task run and the file.
+    pub fn warnings(&self) -> &[String] {
+        &self.record.warnings
     }
 
     /// When the run started and ended.
@@ -369,6 +412,9 @@ impl<O: 'static> FlowRun<O> {
         }
         for (task, state) in self.failed_tasks() {
             let _ = writeln!(out, "  failed: {task}: {state}");
+        }
+        for warning in &self.record.warnings {
+            let _ = writeln!(out, "  warning: {warning}");
         }
         out
     }

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 /// The state of a task run (or of a flow run, which uses `Success` and `Failed`).
 ///
-/// `Success`, `Skipped` and `Mapped` are successful; `Failed`, `TimedOut` and
+/// `Success`, `Cached`, `Skipped` and `Mapped` are successful; `Failed`, `TimedOut` and
 /// `TriggerFailed` are failed. A mapped task ends `Mapped`; its children carry their own states, and a failed
 /// child fails the flow when the mapped task is a reference task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +24,9 @@ pub enum State {
     },
     /// The task returned a value.
     Success,
+    /// The task's result was found without running its body: a cache hit
+    /// (`#[task(cache_for = "1h")]`), or a result a restarted flow run reuses.
+    Cached,
     /// The task returned an error, signalled failure or panicked, on its last attempt.
     Failed {
         /// The error, signal or panic message.
@@ -71,12 +74,17 @@ impl State {
         matches!(self, State::TriggerFailed { .. })
     }
 
-    /// `Success`, `Skipped` or `Mapped`.
+    /// `Success`, `Cached`, `Skipped` or `Mapped`.
     pub fn is_successful(&self) -> bool {
         matches!(
             self,
-            State::Success | State::Skipped { .. } | State::Mapped { .. }
+            State::Success | State::Cached | State::Skipped { .. } | State::Mapped { .. }
         )
+    }
+
+    /// `Cached`.
+    pub fn is_cached(&self) -> bool {
+        matches!(self, State::Cached)
     }
 
     /// `Success` only.
@@ -122,6 +130,7 @@ impl State {
             State::Running => "Running",
             State::Retrying { .. } => "Retrying",
             State::Success => "Success",
+            State::Cached => "Cached",
             State::Failed { .. } => "Failed",
             State::TriggerFailed { .. } => "TriggerFailed",
             State::TimedOut { .. } => "TimedOut",

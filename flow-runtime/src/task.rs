@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context::TaskContext;
@@ -99,6 +100,16 @@ pub struct TaskOptions {
     /// The task's inputs or output cannot cross a process boundary: it runs on the
     /// local executor only.
     pub local: bool,
+    /// How long a cached result stays valid (`#[task(cache_for = "1h")]`). A run whose
+    /// inputs match a valid cached result ends `Cached` without running the body.
+    pub cache_for: Option<Duration>,
+    /// The name cached results are filed under (by default the task's key): tasks that
+    /// share a `cache_key` share results for equal inputs. Set alone, it caches for ever.
+    pub cache_key: Option<&'static str>,
+    /// Whether each successful result is written to the result store, for restarts:
+    /// `Some(true)` for `#[task(persist)]`, `Some(false)` for `persist = false` (not even
+    /// under [`Flow::persist_results`](crate::Flow::persist_results)), `None` to follow the flow.
+    pub persist: Option<bool>,
 }
 
 impl TaskOptions {
@@ -113,7 +124,15 @@ impl TaskOptions {
         skip_on_upstream_skip: true,
         tags: &[],
         local: false,
+        cache_for: None,
+        cache_key: None,
+        persist: None,
     };
+
+    /// Whether results are looked up in, and written to, the cache.
+    pub fn is_cached(&self) -> bool {
+        self.cache_for.is_some() || self.cache_key.is_some()
+    }
 }
 
 impl TaskOptions {
@@ -168,6 +187,20 @@ pub type SyncBody = fn(Vec<Value>, &TaskContext) -> Result<Value, TaskError>;
 /// An async task body.
 pub type AsyncBody = fn(Vec<Value>, TaskContext) -> BoxFuture;
 
+/// What a subflow's run gives back: its output (or why it failed) and its run record.
+pub struct SubflowOutcome {
+    /// The flow's output, or a failure naming its failed task runs.
+    pub result: Result<Value, TaskError>,
+    /// The subflow's run, shown in the parent's run result (`None` when it could not start).
+    pub run: Option<Arc<crate::run::RunRecord>>,
+}
+
+/// A boxed future running a subflow.
+pub type SubflowFuture = Pin<Box<dyn Future<Output = SubflowOutcome> + Send + 'static>>;
+
+/// A flow called as a task of another flow: takes the flow's parameter values, in order.
+pub type SubflowBody = fn(Vec<Value>, TaskContext) -> SubflowFuture;
+
 /// How the engine calls a task.
 #[derive(Clone, Copy)]
 pub enum TaskBody {
@@ -175,6 +208,8 @@ pub enum TaskBody {
     Sync(SyncBody),
     /// Runs on tokio.
     Async(AsyncBody),
+    /// A flow called as a task: runs as an async task, its own flow run inside the parent's.
+    Subflow(SubflowBody),
 }
 
 impl fmt::Debug for TaskBody {
@@ -182,7 +217,34 @@ impl fmt::Debug for TaskBody {
         f.write_str(match self {
             TaskBody::Sync(_) => "Sync",
             TaskBody::Async(_) => "Async",
+            TaskBody::Subflow(_) => "Subflow",
         })
+    }
+}
+
+/// Writes a value of one type as JSON (a task's input or output).
+pub type EncodeFn = fn(&Value, &mut Vec<u8>) -> Result<(), String>;
+
+/// Reads a value of one type from JSON.
+pub type DecodeFn = fn(&[u8]) -> Result<Value, String>;
+
+/// How a task's values cross a process or a disk: serde through JSON. Every task but a
+/// `#[task(local)]` one has one.
+#[derive(Clone, Copy)]
+pub struct TaskCodec {
+    /// Writes the task's output.
+    pub encode_output: EncodeFn,
+    /// Reads the task's output.
+    pub decode_output: DecodeFn,
+    /// Writes each data input, in order (cache keys hash them).
+    pub encode_inputs: &'static [EncodeFn],
+}
+
+impl fmt::Debug for TaskCodec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskCodec")
+            .field("inputs", &self.encode_inputs.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -210,12 +272,19 @@ pub struct TaskDef {
     pub output: &'static str,
     /// How to call it.
     pub body: TaskBody,
+    /// How its values are written and read (`None` for a `#[task(local)]` task).
+    pub codec: Option<&'static TaskCodec>,
 }
 
 impl TaskDef {
-    /// `true` for an `async fn` task.
+    /// `true` for an `async fn` task (and a subflow, which runs as one).
     pub fn is_async(&self) -> bool {
-        matches!(self.body, TaskBody::Async(_))
+        matches!(self.body, TaskBody::Async(_) | TaskBody::Subflow(_))
+    }
+
+    /// `true` for a flow called as a task of another flow.
+    pub fn is_subflow(&self) -> bool {
+        matches!(self.body, TaskBody::Subflow(_))
     }
 }
 
@@ -224,7 +293,7 @@ impl TaskDef {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a task",
     label = "not a task",
-    note = "only functions marked `#[task]` can be called in a flow (a flow cannot be called as a task of another flow yet)"
+    note = "only functions marked `#[task]`, and flows declared with `flow!`, can be called in a flow"
 )]
 pub trait Task: 'static {
     /// The value the task produces (`T` for a task returning `T` or `Result<T, E>`).

@@ -47,3 +47,27 @@ fn type_mismatch<T>() -> TaskError {
         std::any::type_name::<T>()
     ))
 }
+
+/// Writes a `T` held in a value as JSON (see [`crate::task::TaskCodec`]).
+///
+/// # Errors
+/// A value of another type, or a `T` serde cannot write as JSON (e.g. a map whose keys
+/// are not strings or numbers).
+pub fn encode_json<T: serde::Serialize + 'static>(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let t = v
+        .downcast_ref::<T>()
+        .ok_or_else(|| format!("the value is not a `{}`", std::any::type_name::<T>()))?;
+    serde_json::to_writer(out, t).map_err(|e| e.to_string())
+}
+
+/// Reads a `T` from JSON into a value.
+///
+/// # Errors
+/// JSON that is malformed or does not describe a `T`: serde's message, with line and column.
+pub fn decode_json<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
+    bytes: &[u8],
+) -> Result<Value, String> {
+    serde_json::from_slice::<T>(bytes)
+        .map(value)
+        .map_err(|e| format!("not a valid `{}`: {e}", std::any::type_name::<T>()))
+}

@@ -5,14 +5,11 @@ fn double(x: u64) -> u64 {
     x * 2
 }
 
-#[task]
-fn numbers(n: u64) -> Vec<u64> {
-    (0..n).collect()
-}
-
 flow! {
-    pub fn f(n: u64 = 2) -> u64 {
-        if n > 2 { double(n) } else { double(1) }
+    pub fn f(n: u64 = 2) {
+        for i in 0..n {
+            double(i);
+        }
     }
 }
 

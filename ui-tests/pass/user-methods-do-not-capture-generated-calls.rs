@@ -1,7 +1,8 @@
 //! A user trait in scope, implemented for every type, whose `&self` methods share names
 //! with methods the generated code calls on `&mut` receivers (`Iterator::next`, the flow
-//! builder's `param`, `task`, `map`, `finish`), must not capture those calls: method
-//! lookup tries `&self` before `&mut self`, so generated code must call them by path.
+//! builder's `param`, `task`, `map`, `gate`, `merge`, `finish`), must not capture those
+//! calls: method lookup tries `&self` before `&mut self`, so generated code must call them
+//! by path.
 #![allow(dead_code)]
 
 use tideflow::prelude::*;
@@ -11,6 +12,8 @@ pub trait Cursor {
     fn param(&self) {}
     fn task(&self) {}
     fn map(&self) {}
+    fn gate(&self) {}
+    fn merge(&self) {}
     fn finish(&self) {}
 }
 
@@ -27,9 +30,10 @@ async fn double(x: &u64) -> u64 {
 }
 
 flow! {
-    pub fn with_cursor(n: u64 = 2) -> Vec<u64> {
+    pub fn with_cursor(n: u64 = 2, flag: bool = true) -> Vec<u64> {
         let xs = numbers(n);
-        double.map(xs)
+        let ys = if flag { numbers(n) } else { xs };
+        double.map(ys)
     }
 }
 

@@ -51,6 +51,10 @@ mod shadowed {
     pub trait Task {}
     pub trait Arity {}
     pub trait TaskInput {}
+    pub trait IfCondition {}
+    pub trait BranchValue {}
+    pub struct bool;
+    pub struct FlowBuilder;
     pub mod core {}
     pub mod std {}
     pub mod tideflow {}
@@ -62,6 +66,8 @@ mod shadowed {
     pub fn constant() {}
     pub fn reduce() {}
     pub fn zip() {}
+    pub fn gate() {}
+    pub fn merge() {}
     macro_rules! vec {
         ($($t:tt)*) => {
             compile_error!("the user's vec! was used")
@@ -120,8 +126,27 @@ mod shadowed {
             p
         }
     }
+
+    const VERBOSE: ::core::primitive::bool = false;
+
+    #[task]
+    pub fn is_even(n: u64) -> ::core::primitive::bool {
+        n % 2 == 0
+    }
+
+    flow! {
+        /// Every form of `if`.
+        pub fn branching(n: u64 = 3, flag: ::core::primitive::bool = true) -> u64 {
+            if VERBOSE {
+                pair((n, n));
+            }
+            let y = if is_even(n) { pair((n, n)) } else if !flag { n } else { 7 };
+            if flag { y } else { pair((y, 1)) }
+        }
+    }
 }
 
 fn main() {
     let _ = shadowed::hygienic();
+    let _ = shadowed::branching();
 }

@@ -17,8 +17,10 @@ use tracing::{Dispatch, Instrument as _, Span};
 use crate::context::TaskContext;
 use crate::error::{SignalKind, TaskError};
 use crate::notify::{Handlers, StateChange};
+use crate::run::RunRecord;
 use crate::state::State;
-use crate::task::{AsyncBody, SyncBody, TaskDef, TaskOptions};
+use crate::store::{Lookup, NodeStore};
+use crate::task::{AsyncBody, SubflowBody, SyncBody, TaskDef, TaskOptions};
 use crate::value::Value;
 
 /// One task run handed to an executor: its inputs and context, carried across attempts.
@@ -44,6 +46,10 @@ pub(super) struct Job {
     /// by whichever ends the attempt first, the attempt itself or its deadline, so that
     /// handlers see one end of it (an abandoned attempt's late end is not reported).
     pub(super) claim: Option<Arc<AtomicBool>>,
+    /// How the task stores its results, when it persists or caches them.
+    pub(super) store: Option<Arc<NodeStore>>,
+    /// The key a cached task's result is filed under (found by the lookup).
+    pub(super) cache_key: Option<u128>,
 }
 
 /// Wall-clock timestamps from monotonic readings: one system-time read per flow run.
@@ -70,6 +76,8 @@ impl Clock {
 /// How an attempt ended.
 pub(super) enum Outcome {
     Success(Value),
+    /// The result was found in the store; the body did not run.
+    Cached(Value),
     Failed(String),
     Skipped(String),
     TimedOut(String),
@@ -96,6 +104,8 @@ pub(super) struct Completion {
     pub(super) busy: Option<Duration>,
     /// The run went through the compute pool (rather than inline on the scheduler).
     pub(super) pooled: bool,
+    /// A subflow's run (its last attempt's).
+    pub(super) subflow: Option<Arc<RunRecord>>,
 }
 
 /// What the engine's tasks (in its `JoinSet`) return.
@@ -220,7 +230,9 @@ impl Job {
                         Outcome::TimedOut(message) => State::TimedOut {
                             message: message.clone(),
                         },
-                        Outcome::Retry(..) => unreachable!("settle does not retry"),
+                        Outcome::Retry(..) | Outcome::Cached(_) => {
+                            unreachable!("settle neither retries nor finds cached results")
+                        }
                     };
                     self.notify(State::Running, new, self.clock.system_time(end));
                 }
@@ -311,7 +323,52 @@ impl Job {
             handlers: self.handlers.clone(),
             retry_at: self.retry_at,
             claim: self.claim.clone(),
+            store: self.store.clone(),
+            cache_key: self.cache_key,
         }
+    }
+
+    /// Before the first attempt of a task that stores results: the stored result, if
+    /// there is one (a restarted run's, or a valid cached one); else notes the cache key.
+    fn look_up(&mut self) -> Option<Value> {
+        let store = self.store.as_ref().filter(|_| self.ctx.attempt == 1)?;
+        match store.lookup(&self.ctx.full_name(), self.index, &self.inputs) {
+            Lookup::Found(v) => Some(v),
+            Lookup::Missing(key) => {
+                self.cache_key = key;
+                None
+            }
+        }
+    }
+
+    /// Ends the task run with a stored result, without running the body.
+    fn cached(self, v: Value, at: Instant) -> Completion {
+        tracing::info!(target: "tideflow", "Cached");
+        let ended_at = self.clock.system_time(at);
+        self.notify(State::Pending, State::Cached, ended_at);
+        Completion {
+            node: self.node,
+            index: self.index,
+            attempts: 0,
+            started_at: None,
+            ended_at,
+            outcome: Outcome::Cached(v),
+            busy: None,
+            pooled: false,
+            subflow: None,
+        }
+    }
+
+    /// What a successful attempt stores, if anything: the store, the run's name, and the
+    /// result. An attempt that ran past its timeout stores nothing (its result is discarded).
+    fn to_save(&self, attempt: &Attempt, busy: Duration) -> Option<(Arc<NodeStore>, String, Value)> {
+        let (Some(store), Attempt::Returned(Ok(v))) = (&self.store, attempt) else {
+            return None;
+        };
+        if self.options.timeout.is_some_and(|limit| busy >= limit) {
+            return None;
+        }
+        Some((Arc::clone(store), self.ctx.full_name(), Arc::clone(v)))
     }
 
     /// The attempt is to be retried after `wait`.
@@ -325,6 +382,7 @@ impl Job {
             outcome: Outcome::Retry(Box::new(self), wait),
             busy: None,
             pooled: false,
+            subflow: None,
         }
     }
 
@@ -338,6 +396,7 @@ impl Job {
             outcome,
             busy: None,
             pooled: false,
+            subflow: None,
         }
     }
 }
@@ -347,6 +406,11 @@ impl Job {
 pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
     let span = task_span(&job);
     let _entered = span.enter();
+    if job.store.is_some() {
+        if let Some(v) = job.look_up() {
+            return job.cached(v, Instant::now());
+        }
+    }
     // Two clock reads per attempt: both timestamps and the busy time come from them.
     let start = Instant::now();
     let inputs = job.begin_attempt(start);
@@ -355,17 +419,63 @@ pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
         Err(payload) => Attempt::Panicked(payload),
     };
     let end = Instant::now();
+    if job.store.is_some() {
+        if let Some((store, name, v)) = job.to_save(&attempt, end.saturating_duration_since(start)) {
+            store.save(&name, job.index, &v, job.cache_key);
+        }
+    }
     let mut completion = job.finish(attempt, end);
     completion.busy = Some(end.saturating_duration_since(start));
     completion
 }
 
 /// Runs one attempt of an async body, cancelled at the task's timeout.
-pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
+pub(super) async fn run_async(job: Job, body: AsyncBody) -> Done {
+    run_future(job, |inputs, ctx| body(inputs, ctx).map(|r| (r, None))).await
+}
+
+/// Runs one attempt of a subflow: its own flow run, kept in the parent's run result.
+pub(super) async fn run_subflow(job: Job, body: SubflowBody) -> Done {
+    run_future(job, |inputs, ctx| body(inputs, ctx).map(|o| (o.result, o.run))).await
+}
+
+/// What an async attempt's future gives: the result, and a subflow's run.
+type Returned = (Result<Value, TaskError>, Option<Arc<RunRecord>>);
+
+async fn run_future<F, Fut>(mut job: Job, call: F) -> Done
+where
+    F: FnOnce(Vec<Value>, TaskContext) -> Fut,
+    Fut: std::future::Future<Output = Returned>,
+{
     let span = task_span(&job);
-    let inputs = span.in_scope(|| job.begin_attempt(Instant::now()));
+    if job.store.is_some() && job.ctx.attempt == 1 {
+        // Store reads block: off the scheduler's thread. Boxed, so that the future of
+        // every async task run does not grow by what only stored tasks need.
+        let looked = Box::pin(off_thread(span.clone(), move || {
+            let found = panic::catch_unwind(AssertUnwindSafe(|| job.look_up()));
+            (job, found)
+        }))
+        .await;
+        let Ok((j, found)) = looked else {
+            // Only when the runtime shuts down, dropping the run with it.
+            return Done::Worker;
+        };
+        job = j;
+        match found {
+            Ok(Some(v)) => return Done::Task(span.in_scope(|| job.cached(v, Instant::now()))),
+            Ok(None) => {}
+            Err(payload) => {
+                let message = format!("looking up a stored result: {}", panic_message(&*payload));
+                job.store = None;
+                tracing::warn!(target: "tideflow", "{message}");
+            }
+        }
+    }
+    let start = Instant::now();
+    let inputs = span.in_scope(|| job.begin_attempt(start));
     let ctx = job.ctx.clone();
-    let attempt = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, ctx))) {
+    let mut subflow = None;
+    let attempt = match panic::catch_unwind(AssertUnwindSafe(|| call(inputs, ctx))) {
         Ok(fut) => {
             let guarded = AssertUnwindSafe(fut).catch_unwind().instrument(span.clone());
             let finished = match job.options.timeout {
@@ -375,7 +485,10 @@ pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
                 None => Ok(guarded.await),
             };
             match finished {
-                Ok(Ok(returned)) => Attempt::Returned(returned),
+                Ok(Ok((returned, run))) => {
+                    subflow = run;
+                    Attempt::Returned(returned)
+                }
                 Ok(Err(payload)) => Attempt::Panicked(payload),
                 Err(limit) => Attempt::TimedOut(limit),
             }
@@ -383,7 +496,27 @@ pub(super) async fn run_async(mut job: Job, body: AsyncBody) -> Done {
         Err(payload) => Attempt::Panicked(payload),
     };
     let end = Instant::now();
-    Done::Task(span.in_scope(|| job.finish(attempt, end)))
+    if let Some((store, name, v)) = job.to_save(&attempt, end.saturating_duration_since(start)) {
+        let (index, key) = (job.index, job.cache_key);
+        let _ = Box::pin(off_thread(span.clone(), move || {
+            let _ = panic::catch_unwind(AssertUnwindSafe(|| store.save(&name, index, &v, key)));
+        }))
+        .await;
+    }
+    let mut completion = span.in_scope(|| job.finish(attempt, end));
+    completion.subflow = subflow;
+    Done::Task(completion)
+}
+
+/// Runs blocking work (store reads and writes of an async task) on tokio's blocking
+/// threads, logging in `span` to the subscriber current here.
+async fn off_thread<R: Send + 'static>(
+    span: Span,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, tokio::task::JoinError> {
+    let dispatch = tracing::dispatcher::get_default(Dispatch::clone);
+    tokio::task::spawn_blocking(move || tracing::dispatcher::with_default(&dispatch, || span.in_scope(f)))
+        .await
 }
 
 /// The compute pool: sync bodies run on tokio's blocking threads, at most `limit` at once.

@@ -41,6 +41,7 @@ use crate::graph::{Graph, Input, Source};
 use crate::notify::{Handlers, StateChange};
 use crate::run::{ChildRun, RunRecord, TaskRun};
 use crate::state::State;
+use crate::store::{NodeStore, ResultStore, RunManifest, RunStore};
 use crate::task::{TaskBody, Trigger};
 use crate::value::Value;
 
@@ -55,7 +56,7 @@ const INLINE_AFTER: u8 = 2;
 
 /// Runs `graph` with these parameter values to completion.
 pub(crate) async fn execute(graph: Arc<Graph>, params: Vec<Value>, options: RunOptions) -> RunRecord {
-    let id = FlowRunId::new();
+    let id = options.restart.unwrap_or_default();
     let span = tracing::info_span!("flow_run", flow = graph.name, flow_run_id = %id);
     let engine = Engine::new(graph, params, options, id, span.clone());
     engine.run().instrument(span).await
@@ -104,6 +105,10 @@ struct Static {
     options: RunOptions,
     /// The flow's task state handlers, `None` when it has none.
     task_handlers: Option<Arc<Handlers>>,
+    /// Per node: how it stores results, when it persists or caches them.
+    stores: Vec<Option<Arc<NodeStore>>>,
+    /// What the run stores, when any task persists or caches results.
+    run_store: Option<Arc<RunStore>>,
 }
 
 impl Static {
@@ -162,6 +167,8 @@ struct NodeRun {
     unstarted: usize,
     slots: Vec<Slot>,
     level: Level,
+    /// A subflow task's flow runs, by map index.
+    subflows: Vec<(Option<u32>, Arc<RunRecord>)>,
 }
 
 /// Where each child of a mapped task gets one input from.
@@ -333,19 +340,22 @@ impl Engine {
                 unstarted: 0,
                 slots: Vec::new(),
                 level: Level::default(),
+                subflows: Vec::new(),
             })
             .collect();
         let (tx, rx) = mpsc::unbounded_channel();
+        let params_json: serde_json::Map<String, serde_json::Value> = graph
+            .params
+            .iter()
+            .zip(&params)
+            .map(|(spec, v)| (spec.name.to_owned(), (spec.to_json)(v)))
+            .collect();
+        let (stores, run_store) = node_stores(&graph, &options, flow_run, &plans, &params_json);
         Engine {
             s: Static {
-                params_json: Arc::new(
-                    graph
-                        .params
-                        .iter()
-                        .zip(&params)
-                        .map(|(spec, v)| (spec.name.to_owned(), (spec.to_json)(v)))
-                        .collect(),
-                ),
+                params_json: Arc::new(params_json),
+                stores,
+                run_store,
                 graph,
                 clock: Clock::start(),
                 plans,
@@ -512,11 +522,18 @@ impl Engine {
                     ended_at: n.ended_at,
                     result: if keep { n.result } else { None },
                     children,
+                    subflows: n.subflows,
                 }
             })
             .collect();
         RunRecord {
+            warnings: s
+                .run_store
+                .as_ref()
+                .map(|r| r.take_warnings())
+                .unwrap_or_default(),
             id: s.flow_run,
+            parent: s.options.parent,
             flow: s.graph.name,
             state,
             tasks,
@@ -525,6 +542,62 @@ impl Engine {
             ended_at: SystemTime::now(),
         }
     }
+}
+
+/// How each node stores its results: persisted (its `persist` option, else the flow's
+/// switch) and cached (`cache_for`/`cache_key`), when its task has a codec. Writes the run's
+/// record when any node persists, so the run can be restarted.
+fn node_stores(
+    graph: &Graph,
+    options: &RunOptions,
+    run: FlowRunId,
+    plans: &[NodePlan],
+    params: &serde_json::Map<String, serde_json::Value>,
+) -> (Vec<Option<Arc<NodeStore>>>, Option<Arc<RunStore>>) {
+    let persists = |n: &crate::graph::Node| n.options.persist.unwrap_or(options.persist_all);
+    // A restarted run looks for every task's persisted result, whatever its options now.
+    let restore = options.restart.is_some();
+    let wanted =
+        |n: &crate::graph::Node| n.task.codec.is_some() && (restore || persists(n) || n.options.is_cached());
+    if !graph.nodes.iter().any(wanted) {
+        return (vec![None; graph.nodes.len()], None);
+    }
+    let store = options
+        .store
+        .clone()
+        .unwrap_or_else(ResultStore::default_location);
+    let run_store = Arc::new(RunStore::new(store.clone(), run));
+    if graph.nodes.iter().any(|n| n.task.codec.is_some() && persists(n)) {
+        let manifest = RunManifest {
+            flow: graph.name.to_owned(),
+            params: params.clone(),
+        };
+        if let Err(e) = store.write_run(run, &manifest) {
+            run_store.warn(format!(
+                "the record of this run cannot be written in {}: {e}; the run cannot be restarted",
+                store.path().display()
+            ));
+        }
+    }
+    let stores = graph
+        .nodes
+        .iter()
+        .zip(plans)
+        .map(|(n, plan)| {
+            let codec = n.task.codec.filter(|_| wanted(n))?;
+            let cached = n.options.is_cached();
+            Some(Arc::new(NodeStore {
+                run: Arc::clone(&run_store),
+                codec,
+                stem: NodeStore::persist_stem(&run_store, &plan.name),
+                persist: persists(n),
+                restore,
+                cache_name: cached.then(|| n.options.cache_key.unwrap_or(n.task.key)),
+                cache_for: n.options.cache_for,
+            }))
+        })
+        .collect();
+    (stores, Some(run_store))
 }
 
 /// The full names of the failed task runs (mapped children included), in graph order.
@@ -648,6 +721,16 @@ impl RunState {
         }
     }
 
+    /// `Skipped` when node `x` is in a branch of an `if` that was not taken (one of its
+    /// gates skipped), whatever its trigger options.
+    fn untaken_branch(&self, s: &Static, x: usize) -> Option<State> {
+        let gate = *s.plans[x]
+            .gates
+            .iter()
+            .find(|&&g| self.nodes[g].state.is_skipped())?;
+        Some(skipped_by(s, UpId::own(gate)))
+    }
+
     /// Starts ready work until the concurrency limit is reached or nothing is ready.
     fn pump(&mut self, s: &Static) {
         loop {
@@ -731,6 +814,10 @@ impl RunState {
                 return self.resolve_node(s, x, state);
             }
         }
+        if let Some(state) = self.untaken_branch(s, x) {
+            self.release_sources(s, x);
+            return self.resolve_node(s, x, state);
+        }
         if !options
             .trigger
             .passes(self.ref_states(&plan.refs).map(|(_, st)| st))
@@ -789,6 +876,9 @@ impl RunState {
                 let state = skipped_by(s, u);
                 return self.abort_map(s, x, state, false);
             }
+        }
+        if let Some(state) = self.untaken_branch(s, x) {
+            return self.abort_map(s, x, state, false);
         }
         // With children zipped over, only an "all" trigger is decided by the shared states.
         let zipped = plan.zips.iter().any(|z| self.nodes[z.index()].expanded);
@@ -1044,6 +1134,8 @@ impl RunState {
             handlers: s.task_handlers.clone(),
             retry_at: None,
             claim: None,
+            store: s.stores[x].clone(),
+            cache_key: None,
         };
         self.in_flight += 1;
         self.launch(s, job);
@@ -1073,7 +1165,9 @@ impl RunState {
                 // stay free to end it at its deadline.
                 // Nor does a run of a task with a limited tag: slots are handed on from
                 // `complete`, which an inline run would re-enter.
+                // Nor one that reads or writes the result store.
                 if timeout.is_none()
+                    && job.store.is_none()
                     && self.limited_tags[job.node].is_empty()
                     && self.pooled == 0
                     && self.fast_runs[self.task_of[job.node] as usize] >= INLINE_AFTER
@@ -1101,6 +1195,7 @@ impl RunState {
             // Polled by the scheduler's own task: no spawn, no cross-thread wake-up per
             // task run. An async task must not block; CPU work belongs in a sync task.
             TaskBody::Async(body) => self.local.push(Box::pin(exec::run_async(job, body))),
+            TaskBody::Subflow(body) => self.local.push(Box::pin(exec::run_subflow(job, body))),
         }
     }
 
@@ -1140,10 +1235,14 @@ impl RunState {
             }
             Outcome::TimedOut(message) => (State::TimedOut { message }, None),
             Outcome::Success(v) => (State::Success, Some(v)),
+            Outcome::Cached(v) => (State::Cached, Some(v)),
             Outcome::Failed(message) => (State::Failed { message }, None),
             Outcome::Skipped(message) => (State::Skipped { message }, None),
         };
         self.in_flight -= 1;
+        if let Some(run) = c.subflow {
+            self.nodes[c.node].subflows.push((c.index, run));
+        }
         let (state, result) = state;
         match c.index {
             None => {
@@ -1368,6 +1467,44 @@ impl RunState {
                     None => Ok(collect(values)),
                 }
             }
+            Source::First(parts) => {
+                // Every part is read, so each counts as one of its upstream's consumers;
+                // the first part with a value is the branch that ran.
+                let mut found = None;
+                let mut missing: Option<Missing> = None;
+                for part in parts {
+                    match self.eval(s, part, consume) {
+                        Ok(v) => {
+                            found.get_or_insert(v);
+                        }
+                        Err(m) => {
+                            if missing.is_none_or(|old| self.why_rank(s, m) < self.why_rank(s, old)) {
+                                missing = Some(m);
+                            }
+                        }
+                    }
+                }
+                match found {
+                    Some(v) => Ok(v),
+                    None => Err(missing.unwrap_or(Missing::Unknown)),
+                }
+            }
+        }
+    }
+
+    /// How well a missing branch value explains a merge without a value, best first: a
+    /// branch that ran and failed, then a skip inside a branch that ran, then a branch
+    /// that was not taken (its gate skipped).
+    fn why_rank(&self, s: &Static, missing: Missing) -> u8 {
+        match missing {
+            Missing::Up(u) if self.state_of(u).is_skipped() => {
+                if crate::branch::is_gate(s.graph.nodes[u.node].task) {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => 0,
         }
     }
 
@@ -1401,13 +1538,24 @@ impl RunState {
         match missing {
             Missing::Up(u) => {
                 let state = self.state_of(u);
-                let message = format!(
-                    "input `{input}` has no value because `{}` ended {}; a task that must run after \
-                     a failure or skip should depend on it with an ordering-only dependency \
-                     (`.after(..)`) instead of taking its result",
-                    s.name(u),
-                    state.name(),
-                );
+                let message = if crate::branch::is_merge(s.graph.nodes[x].task) {
+                    let what = if crate::branch::is_gate(s.graph.nodes[u.node].task) {
+                        "no branch of the `if` ran"
+                    } else if state.is_skipped() {
+                        "no branch of the `if` gave a value"
+                    } else {
+                        "the branch of the `if` that ran gave no value"
+                    };
+                    format!("{what}: `{}` ended {}", s.name(u), state.name())
+                } else {
+                    format!(
+                        "input `{input}` has no value because `{}` ended {}; a task that must run after \
+                         a failure or skip should depend on it with an ordering-only dependency \
+                         (`.after(..)`) instead of taking its result",
+                        s.name(u),
+                        state.name(),
+                    )
+                };
                 if state.is_skipped() {
                     State::Skipped { message }
                 } else {
@@ -1457,7 +1605,7 @@ fn mapped_over(s: &Static, x: usize, i: usize) -> &str {
         Source::Node(id) | Source::Reduce(id, _) => s.plans.get(id.index()).map_or("?", |p| &p.name),
         Source::Param(p) => s.graph.params.get(*p).map_or("?", |p| p.name),
         Source::Const(_, text) => text,
-        Source::Gather(..) => param_name(s, x, i),
+        Source::Gather(..) | Source::First(..) => param_name(s, x, i),
     }
 }
 

@@ -42,6 +42,9 @@ pub(super) struct NodePlan {
     pub(super) terminal: bool,
     /// Why the node cannot run, for a graph wired by hand in a way `flow!` never does.
     pub(super) invalid: Option<String>,
+    /// The branch gates (of an `if` in the flow) the node runs after: a gate that skipped
+    /// skips the node whatever its trigger options, since its branch was not taken.
+    pub(super) gates: Vec<usize>,
 }
 
 /// Works out the plan of every node.
@@ -61,6 +64,7 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
             keep: keep_results,
             terminal: true,
             invalid: None,
+            gates: Vec::new(),
         })
         .collect();
 
@@ -70,6 +74,7 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
         let mut zips: Vec<NodeId> = Vec::new();
         let mut invalid: Option<String> = None;
         let mut has_mapped_input = false;
+        let mut gates = Vec::new();
         let param = |i: usize| node.task.params.get(i).map_or("?", |p| p.name);
 
         for (i, input) in node.inputs.iter().enumerate() {
@@ -163,6 +168,9 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
                 continue;
             };
             plans[a.index()].terminal = false;
+            if crate::branch::is_gate(up.task) && !gates.contains(&a.index()) {
+                gates.push(a.index());
+            }
             push_unique(
                 &mut refs,
                 if up.mapped {
@@ -185,6 +193,7 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
         plan.refs = refs;
         plan.zips = zips;
         plan.invalid = invalid;
+        plan.gates = gates;
     }
 
     for plan in &mut plans {
@@ -202,8 +211,9 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
     plans
 }
 
-/// The upstream a value source reads (`None` for parameters, constants, gathers and
-/// unknown nodes). A reduce over a non-mapped node reads its own result.
+/// The upstream a value source reads (`None` for parameters, constants, gathers, the
+/// branches of an `if` and unknown nodes). A reduce over a non-mapped node reads its own
+/// result.
 pub(super) fn classify(graph: &Graph, src: &Source) -> Option<UpRef> {
     match src {
         Source::Node(id) => graph.nodes.get(id.index()).map(|_| UpRef::Own(*id)),
@@ -218,10 +228,12 @@ pub(super) fn classify(graph: &Graph, src: &Source) -> Option<UpRef> {
     }
 }
 
-/// Calls `f` on `src` and, for a gathered source, on each part (depth first).
+/// Calls `f` on `src` and, for a gathered source or the branches of an `if`, on each
+/// part (depth first). Every part is a read of its upstream: a merge reads each branch,
+/// though only one of them has a value.
 pub(super) fn visit<'a>(src: &'a Source, f: &mut impl FnMut(&'a Source)) {
     f(src);
-    if let Source::Gather(parts, _) = src {
+    if let Source::Gather(parts, _) | Source::First(parts) = src {
         for p in parts {
             visit(p, f);
         }

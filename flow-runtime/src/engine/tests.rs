@@ -30,6 +30,7 @@ macro_rules! def {
             params: &[$(TaskParam { name: $p, ty: "u64" }),*],
             output: "u64",
             body: $body,
+            codec: None,
         }
     };
 }

@@ -1,0 +1,17 @@
+use tideflow::prelude::*;
+
+#[task]
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+flow! {
+    pub fn f(n: u64 = 2, flag: bool = true) -> u64 {
+        if flag {
+            let d = double(n);
+        }
+        double(d)
+    }
+}
+
+fn main() {}
