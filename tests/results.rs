@@ -600,3 +600,57 @@ async fn state_handlers_see_pending_to_cached() {
         ["Pending -> Running", "Running -> Success", "Pending -> Cached"]
     );
 }
+
+#[test]
+fn run_ids_read_back_from_their_text() {
+    let id = tideflow::FlowRunId::new();
+    assert_eq!(id.to_string().parse::<tideflow::FlowRunId>(), Ok(id));
+    let err = "last-tuesday"
+        .parse::<tideflow::FlowRunId>()
+        .expect_err("not an id");
+    assert!(
+        err.to_string()
+            .starts_with("`last-tuesday` is not a flow run id (a UUID such as "),
+        "{err}"
+    );
+}
+
+static ASYNC_FETCHES: AtomicU32 = AtomicU32::new(0);
+
+#[task(persist, cache_for = "1h")]
+async fn fetch_page(url: String) -> String {
+    ASYNC_FETCHES.fetch_add(1, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    format!("<html>{url}</html>")
+}
+
+flow! {
+    fn crawl(url: String = "a.example".to_owned()) -> String {
+        fetch_page(url)
+    }
+}
+
+#[tokio::test]
+async fn an_async_task_persists_and_caches_its_result() {
+    let (dir, store) = store();
+    let flow = crawl().result_store(store);
+    let first = flow.run().await;
+    assert_eq!(first.output().map(String::as_str), Ok("<html>a.example</html>"));
+    let persisted = dir.path().join(format!("runs/{}/fetch_page.json", first.id()));
+    assert_eq!(
+        std::fs::read_to_string(persisted).expect("persisted"),
+        "\"<html>a.example</html>\""
+    );
+    let cached = files(&dir.path().join("cache"));
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let entry = std::fs::read_to_string(dir.path().join("cache").join(&cached[0])).expect("entry");
+    assert!(
+        entry.starts_with("{\"task\":\"results::fetch_page\",\"expires_at_ms\":")
+            && entry.ends_with(",\"value\":\"<html>a.example</html>\"}"),
+        "{entry}"
+    );
+    let second = flow.run().await;
+    assert_eq!(second.task("fetch_page").state(), &State::Cached);
+    assert_eq!(second.output().map(String::as_str), Ok("<html>a.example</html>"));
+    assert_eq!(ASYNC_FETCHES.load(Ordering::SeqCst), 1);
+}

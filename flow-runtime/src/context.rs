@@ -29,6 +29,29 @@ impl fmt::Display for FlowRunId {
     }
 }
 
+impl std::str::FromStr for FlowRunId {
+    type Err = InvalidRunId;
+
+    /// Reads a run id as it prints (`FlowRun::id().to_string()`), e.g. to restart a run
+    /// named on a command line.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim())
+            .map(FlowRunId)
+            .map_err(|e| InvalidRunId {
+                given: s.to_owned(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// A text that is not a flow run id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not a flow run id (a UUID such as `67e55044-10b1-426f-9247-bb680e5fe0c8`): {reason}")]
+pub struct InvalidRunId {
+    given: String,
+    reason: String,
+}
+
 /// The id of one task run: the flow run, the task's node in the graph, and the map index
 /// of a mapped child. Stable across retries (the attempt is counted separately).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,7 +23,7 @@ pub mod store;
 pub mod task;
 pub mod value;
 
-pub use context::{FlowRunId, Secret, SecretError, TaskContext, TaskRunId};
+pub use context::{FlowRunId, InvalidRunId, Secret, SecretError, TaskContext, TaskRunId};
 pub use error::{FlowError, SignalKind, TaskError};
 pub use executor::{Executor, LocalExecutor, SequentialExecutor};
 pub use flow::Flow;

@@ -140,14 +140,7 @@ impl TaskOptions {
     /// `factor^(retry - 1)`, capped at `max`, then spread by `± jitter` of itself.
     /// `unit` is a number in `[0, 1)` for the jitter.
     pub fn retry_wait(&self, retry: u32, unit: f64) -> Duration {
-        let b = self.retry_backoff;
-        let base = self.retry_delay.as_secs_f64() * b.factor.powi(retry.saturating_sub(1) as i32);
-        let capped = match b.max {
-            Some(max) => base.min(max.as_secs_f64()),
-            None => base,
-        };
-        let spread = capped * b.jitter * (2.0 * unit - 1.0);
-        Duration::try_from_secs_f64((capped + spread).max(0.0)).unwrap_or(Duration::MAX)
+        self.retry_backoff.wait(self.retry_delay, retry, unit)
     }
 }
 
@@ -170,6 +163,18 @@ impl Backoff {
         max: None,
         jitter: 0.0,
     };
+
+    /// The wait before retry number `retry` (1 for the first) when the first wait is
+    /// `delay`: see [`TaskOptions::retry_wait`].
+    pub fn wait(&self, delay: Duration, retry: u32, unit: f64) -> Duration {
+        let base = delay.as_secs_f64() * self.factor.powi(retry.saturating_sub(1) as i32);
+        let capped = match self.max {
+            Some(max) => base.min(max.as_secs_f64()),
+            None => base,
+        };
+        let spread = capped * self.jitter * (2.0 * unit - 1.0);
+        Duration::try_from_secs_f64((capped + spread).max(0.0)).unwrap_or(Duration::MAX)
+    }
 }
 
 impl Default for TaskOptions {

@@ -20,7 +20,7 @@ use crate::notify::{Handlers, StateChange};
 use crate::run::RunRecord;
 use crate::state::State;
 use crate::store::{Lookup, NodeStore};
-use crate::task::{AsyncBody, SubflowBody, SyncBody, TaskDef, TaskOptions};
+use crate::task::{AsyncBody, BoxFuture, SubflowBody, SyncBody, TaskDef, TaskOptions};
 use crate::value::Value;
 
 /// One task run handed to an executor: its inputs and context, carried across attempts.
@@ -28,8 +28,8 @@ pub(super) struct Job {
     pub(super) node: usize,
     pub(super) index: Option<u32>,
     pub(super) def: &'static TaskDef,
-    /// The task's options in this flow.
-    pub(super) options: TaskOptions,
+    /// The task's retry and timeout options in this flow.
+    pub(super) options: Policy,
     pub(super) inputs: Vec<Value>,
     pub(super) ctx: TaskContext,
     pub(super) started_at: Option<SystemTime>,
@@ -49,7 +49,30 @@ pub(super) struct Job {
     /// How the task stores its results, when it persists or caches them.
     pub(super) store: Option<Arc<NodeStore>>,
     /// The key a cached task's result is filed under (found by the lookup).
-    pub(super) cache_key: Option<u128>,
+    /// Boxed: most jobs have none, and every job is moved around.
+    pub(super) cache_key: Option<Box<u128>>,
+}
+
+/// What an attempt needs of its task's options: a compact copy (every job carries one).
+#[derive(Clone, Copy)]
+pub(super) struct Policy {
+    pub(super) max_retries: u32,
+    pub(super) retry_delay: Duration,
+    pub(super) retry_backoff: crate::task::Backoff,
+    pub(super) retry_on: Option<fn(&TaskError) -> bool>,
+    pub(super) timeout: Option<Duration>,
+}
+
+impl From<&TaskOptions> for Policy {
+    fn from(o: &TaskOptions) -> Self {
+        Policy {
+            max_retries: o.max_retries,
+            retry_delay: o.retry_delay,
+            retry_backoff: o.retry_backoff,
+            retry_on: o.retry_on,
+            timeout: o.timeout,
+        }
+    }
 }
 
 /// Wall-clock timestamps from monotonic readings: one system-time read per flow run.
@@ -291,7 +314,10 @@ impl Job {
             } else {
                 0.5
             };
-            let wait = self.options.retry_wait(self.ctx.attempt, unit);
+            let wait = self
+                .options
+                .retry_backoff
+                .wait(self.options.retry_delay, self.ctx.attempt, unit);
             tracing::info!(target: "tideflow", error = %message, "Retrying in {wait:?}");
             let ended = if timed_out {
                 State::TimedOut { message }
@@ -324,7 +350,7 @@ impl Job {
             retry_at: self.retry_at,
             claim: self.claim.clone(),
             store: self.store.clone(),
-            cache_key: self.cache_key,
+            cache_key: self.cache_key.clone(),
         }
     }
 
@@ -335,7 +361,7 @@ impl Job {
         match store.lookup(&self.ctx.full_name(), self.index, &self.inputs) {
             Lookup::Found(v) => Some(v),
             Lookup::Missing(key) => {
-                self.cache_key = key;
+                self.cache_key = key.map(Box::new);
                 None
             }
         }
@@ -421,7 +447,7 @@ pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
     let end = Instant::now();
     if job.store.is_some() {
         if let Some((store, name, v)) = job.to_save(&attempt, end.saturating_duration_since(start)) {
-            store.save(&name, job.index, &v, job.cache_key);
+            store.save(&name, job.index, &v, job.cache_key.as_deref().copied());
         }
     }
     let mut completion = job.finish(attempt, end);
@@ -430,31 +456,21 @@ pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
 }
 
 /// Runs one attempt of an async body, cancelled at the task's timeout.
-pub(super) async fn run_async(job: Job, body: AsyncBody) -> Done {
-    run_future(job, |inputs, ctx| body(inputs, ctx).map(|r| (r, None))).await
+pub(super) fn run_async(job: Job, body: AsyncBody) -> impl std::future::Future<Output = Done> + Send {
+    run_future(job, body)
 }
 
-/// Runs one attempt of a subflow: its own flow run, kept in the parent's run result.
-pub(super) async fn run_subflow(job: Job, body: SubflowBody) -> Done {
-    run_future(job, |inputs, ctx| body(inputs, ctx).map(|o| (o.result, o.run))).await
-}
-
-/// What an async attempt's future gives: the result, and a subflow's run.
-type Returned = (Result<Value, TaskError>, Option<Arc<RunRecord>>);
-
-async fn run_future<F, Fut>(mut job: Job, call: F) -> Done
-where
-    F: FnOnce(Vec<Value>, TaskContext) -> Fut,
-    Fut: std::future::Future<Output = Returned>,
-{
+/// Runs one attempt of an async task that stores its results: before the first attempt,
+/// a stored result ends it `Cached`; a successful result is written afterwards. Store
+/// reads and writes block, so they run off the scheduler's thread. A path of its own, so
+/// that the future of every other async task run stays as small as it was.
+pub(super) async fn run_async_stored(mut job: Job, body: AsyncBody) -> Done {
     let span = task_span(&job);
-    if job.store.is_some() && job.ctx.attempt == 1 {
-        // Store reads block: off the scheduler's thread. Boxed, so that the future of
-        // every async task run does not grow by what only stored tasks need.
-        let looked = Box::pin(off_thread(span.clone(), move || {
+    if job.ctx.attempt == 1 {
+        let looked = off_thread(span.clone(), move || {
             let found = panic::catch_unwind(AssertUnwindSafe(|| job.look_up()));
             (job, found)
-        }))
+        })
         .await;
         let Ok((j, found)) = looked else {
             // Only when the runtime shuts down, dropping the run with it.
@@ -471,10 +487,58 @@ where
             }
         }
     }
-    let start = Instant::now();
-    let inputs = span.in_scope(|| job.begin_attempt(start));
+    let save = job.store.clone().map(|store| {
+        (
+            store,
+            job.ctx.full_name(),
+            job.index,
+            job.cache_key.as_deref().copied(),
+        )
+    });
+    let done = run_future(job, body).await;
+    if let (Done::Task(c), Some((store, name, index, key))) = (&done, save) {
+        // An async attempt past its timeout was cancelled: a success is a real one.
+        if let Outcome::Success(v) = &c.outcome {
+            let v = Arc::clone(v);
+            let _ = off_thread(span, move || {
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| store.save(&name, index, &v, key)));
+            })
+            .await;
+        }
+    }
+    done
+}
+
+/// Runs one attempt of a subflow: its own flow run, kept in the parent's run result.
+pub(super) async fn run_subflow(job: Job, body: SubflowBody) -> Done {
+    // The subflow's run comes back beside its result (an allocation per subflow run,
+    // which is a flow run of its own: nothing on the path of ordinary async tasks).
+    let slot: Arc<Mutex<Option<Arc<RunRecord>>>> = Arc::default();
+    let put = Arc::clone(&slot);
+    let call = move |inputs: Vec<Value>, ctx: TaskContext| -> BoxFuture {
+        let run = body(inputs, ctx);
+        Box::pin(async move {
+            let outcome = run.await;
+            *put.lock().unwrap_or_else(PoisonError::into_inner) = outcome.run;
+            outcome.result
+        })
+    };
+    match run_future(job, call).await {
+        Done::Task(mut c) => {
+            c.subflow = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+            Done::Task(c)
+        }
+        other => other,
+    }
+}
+
+async fn run_future<F>(mut job: Job, call: F) -> Done
+where
+    F: FnOnce(Vec<Value>, TaskContext) -> BoxFuture,
+{
+    let span = task_span(&job);
+    let inputs = span.in_scope(|| job.begin_attempt(Instant::now()));
     let ctx = job.ctx.clone();
-    let mut subflow = None;
     let attempt = match panic::catch_unwind(AssertUnwindSafe(|| call(inputs, ctx))) {
         Ok(fut) => {
             let guarded = AssertUnwindSafe(fut).catch_unwind().instrument(span.clone());
@@ -485,10 +549,7 @@ where
                 None => Ok(guarded.await),
             };
             match finished {
-                Ok(Ok((returned, run))) => {
-                    subflow = run;
-                    Attempt::Returned(returned)
-                }
+                Ok(Ok(returned)) => Attempt::Returned(returned),
                 Ok(Err(payload)) => Attempt::Panicked(payload),
                 Err(limit) => Attempt::TimedOut(limit),
             }
@@ -496,16 +557,7 @@ where
         Err(payload) => Attempt::Panicked(payload),
     };
     let end = Instant::now();
-    if let Some((store, name, v)) = job.to_save(&attempt, end.saturating_duration_since(start)) {
-        let (index, key) = (job.index, job.cache_key);
-        let _ = Box::pin(off_thread(span.clone(), move || {
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| store.save(&name, index, &v, key)));
-        }))
-        .await;
-    }
-    let mut completion = span.in_scope(|| job.finish(attempt, end));
-    completion.subflow = subflow;
-    Done::Task(completion)
+    Done::Task(span.in_scope(|| job.finish(attempt, end)))
 }
 
 /// Runs blocking work (store reads and writes of an async task) on tokio's blocking

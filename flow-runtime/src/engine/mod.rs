@@ -1113,7 +1113,7 @@ impl RunState {
             node: x,
             index,
             def,
-            options: s.graph.nodes[x].options,
+            options: (&s.graph.nodes[x].options).into(),
             inputs,
             ctx: TaskContext {
                 id: TaskRunId {
@@ -1194,6 +1194,9 @@ impl RunState {
             }
             // Polled by the scheduler's own task: no spawn, no cross-thread wake-up per
             // task run. An async task must not block; CPU work belongs in a sync task.
+            TaskBody::Async(body) if job.store.is_some() => {
+                self.local.push(Box::pin(exec::run_async_stored(job, body)));
+            }
             TaskBody::Async(body) => self.local.push(Box::pin(exec::run_async(job, body))),
             TaskBody::Subflow(body) => self.local.push(Box::pin(exec::run_subflow(job, body))),
         }
