@@ -199,3 +199,59 @@ async fn subflow_runs_are_in_the_parent_run() {
     assert!(third.task("numbers").state().is_success());
     assert_eq!(third.parent_task_run().and_then(|t| t.map_index), Some(2));
 }
+
+static STORED_STEPS: AtomicU32 = AtomicU32::new(0);
+
+#[task(persist)]
+fn stored_step(x: u64) -> u64 {
+    STORED_STEPS.fetch_add(1, Ordering::SeqCst);
+    x * 2
+}
+
+flow! {
+    pub fn stored_sub(x: u64 = 1) -> u64 {
+        stored_step(x)
+    }
+}
+
+#[task]
+fn is_even(x: u64) -> bool {
+    x.is_multiple_of(2)
+}
+
+flow! {
+    pub fn branchy(x: u64 = 4) -> u64 {
+        let doubled = if is_even(x) { stored_sub(x) } else { square(x) };
+        doubled
+    }
+}
+
+#[tokio::test]
+async fn a_subflow_in_a_branch_uses_the_parents_result_store_and_executor() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let flow = branchy()
+        .result_store(ResultStore::local(dir.path()))
+        .executor(SequentialExecutor);
+    let run = flow.run().await;
+    assert_eq!(run.output(), Ok(&8));
+    assert!(run.task("square").state().is_skipped());
+    let sub = run
+        .task("stored_sub")
+        .subflow::<u64>()
+        .expect("the subflow's run");
+    let persisted = dir.path().join(format!("runs/{}/stored_step.json", sub.id()));
+    assert_eq!(
+        std::fs::read_to_string(persisted).expect("in the parent's store"),
+        "8"
+    );
+    assert_eq!(STORED_STEPS.load(Ordering::SeqCst), 1);
+
+    let odd = flow.with_param("x", 3).expect("x").run().await;
+    assert_eq!(odd.output(), Ok(&9));
+    assert!(odd.task("stored_sub").state().is_skipped());
+    assert!(
+        odd.task("stored_sub").subflow::<u64>().is_none(),
+        "a skipped subflow did not run"
+    );
+    assert_eq!(STORED_STEPS.load(Ordering::SeqCst), 1);
+}

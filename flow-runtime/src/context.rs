@@ -85,6 +85,9 @@ pub struct TaskContext {
     pub(crate) attempt: u32,
     pub(crate) scheduled_start: SystemTime,
     pub(crate) params: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// For a subflow task run: what its flow run takes from the parent's (executor,
+    /// result store, persistence switch).
+    pub(crate) inherited: Option<Arc<crate::flow::RunOptions>>,
 }
 
 impl TaskContext {

@@ -264,6 +264,8 @@ impl<O: Send + Sync + 'static> Flow<O> {
     /// inside another one): `inputs` are its parameter values, in order. The task succeeds
     /// with the flow's output, or fails naming the subflow's failed task runs; either way
     /// the subflow's run is kept in the parent's run result ([`crate::TaskRun::subflow`]).
+    /// The subflow runs on the parent's executor and result store (unless it sets its own),
+    /// and persists its results when the parent persists all of its own.
     #[doc(hidden)]
     pub fn run_as_subflow(mut self, inputs: Vec<Value>, ctx: TaskContext) -> SubflowFuture {
         Box::pin(async move {
@@ -280,6 +282,13 @@ impl<O: Send + Sync + 'static> Flow<O> {
                 };
             }
             self.options.parent = Some(ctx.task_run_id());
+            if let Some(parent) = &ctx.inherited {
+                self.options.executor = parent.executor.clone();
+                if self.options.store.is_none() {
+                    self.options.store = parent.store.clone();
+                }
+                self.options.persist_all |= parent.persist_all;
+            }
             let run = Arc::new(engine::execute(Arc::clone(&self.graph), inputs, self.options).await);
             let result = if run.state.is_successful() {
                 Ok(run.output.clone().unwrap_or_else(|| crate::value::value(())))

@@ -109,6 +109,8 @@ struct Static {
     stores: Vec<Option<Arc<NodeStore>>>,
     /// What the run stores, when any task persists or caches results.
     run_store: Option<Arc<RunStore>>,
+    /// What a subflow's run takes from this one.
+    subflow_options: Arc<RunOptions>,
 }
 
 impl Static {
@@ -354,6 +356,12 @@ impl Engine {
         Engine {
             s: Static {
                 params_json: Arc::new(params_json),
+                subflow_options: Arc::new(RunOptions {
+                    executor: options.executor.clone(),
+                    store: options.store.clone(),
+                    persist_all: options.persist_all,
+                    ..RunOptions::default()
+                }),
                 stores,
                 run_store,
                 graph,
@@ -1127,6 +1135,7 @@ impl RunState {
                 attempt: 1,
                 scheduled_start: s.clock.system_time(std::time::Instant::now()),
                 params: Arc::clone(&s.params_json),
+                inherited: def.is_subflow().then(|| Arc::clone(&s.subflow_options)),
             },
             started_at: None,
             clock: s.clock,

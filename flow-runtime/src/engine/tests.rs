@@ -1645,6 +1645,7 @@ fn an_async_task_run_future_fits_the_fast_allocator_path() {
             attempt: 1,
             scheduled_start: std::time::SystemTime::now(),
             params: Arc::default(),
+            inherited: None,
         },
         started_at: None,
         clock: Clock::start(),
