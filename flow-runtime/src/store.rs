@@ -270,19 +270,11 @@ impl NodeStore {
     pub(crate) fn lookup(&self, task: &str, index: Option<u32>, inputs: &[Value]) -> Lookup {
         if self.restore {
             let path = self.result_path(&self.stem, index);
-            match std::fs::read(&path) {
-                Ok(bytes) => match (self.codec.decode_output)(&bytes) {
-                    Ok(v) => return Lookup::Found(v),
-                    Err(e) => self.run.warn(format!(
-                        "the stored result of `{task}` ({}) cannot be read: {e}; `{task}` runs again",
-                        path.display()
-                    )),
-                },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => self.run.warn(format!(
-                    "the stored result of `{task}` ({}) cannot be read: {e}; `{task}` runs again",
-                    path.display()
-                )),
+            let stored = self.read("stored", task, &path);
+            if let Some(v) = stored
+                .and_then(|bytes| self.decode("stored", task, &path, (self.codec.decode_output)(&bytes)))
+            {
+                return Lookup::Found(v);
             }
         }
         let Some(name) = self.cache_name else {
@@ -298,37 +290,43 @@ impl NodeStore {
             }
         };
         let path = self.run.store.cache_file(key);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Missing(Some(key)),
-            Err(e) => {
-                self.run.warn(format!(
-                    "the cached result of `{task}` ({}) cannot be read: {e}; `{task}` runs again",
-                    path.display()
-                ));
-                return Lookup::Missing(Some(key));
-            }
+        let Some(bytes) = self.read("cached", task, &path) else {
+            return Lookup::Missing(Some(key));
         };
-        let decoded = serde_json::from_slice::<CacheEntryIn<'_>>(&bytes)
+        let valid = serde_json::from_slice::<CacheEntryIn<'_>>(&bytes)
             .map_err(|e| e.to_string())
-            .and_then(|entry| {
-                let valid = entry.expires_at_ms.is_none_or(|at| millis(wall_now()) < at);
-                match valid {
+            .and_then(
+                |entry| match entry.expires_at_ms.is_none_or(|at| millis(wall_now()) < at) {
                     true => (self.codec.decode_output)(entry.value.get().as_bytes()).map(Some),
                     false => Ok(None),
-                }
-            });
-        match decoded {
-            Ok(Some(v)) => Lookup::Found(v),
-            Ok(None) => Lookup::Missing(Some(key)),
-            Err(e) => {
-                self.run.warn(format!(
-                    "the cached result of `{task}` ({}) cannot be read: {e}; `{task}` runs again",
-                    path.display()
-                ));
-                Lookup::Missing(Some(key))
-            }
+                },
+            );
+        match self.decode("cached", task, &path, valid).flatten() {
+            Some(v) => Lookup::Found(v),
+            None => Lookup::Missing(Some(key)),
         }
+    }
+
+    /// The bytes of a `kind` ("stored", "cached") result file: `None` when there is none,
+    /// or, reported, when it cannot be read.
+    fn read(&self, kind: &str, task: &str, path: &Path) -> Option<Vec<u8>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => self.decode(kind, task, path, Err(e.to_string())),
+        }
+    }
+
+    /// A decoded result, or `None` with the reason reported by the task run's name.
+    fn decode<T>(&self, kind: &str, task: &str, path: &Path, decoded: Result<T, String>) -> Option<T> {
+        decoded
+            .map_err(|e| {
+                self.run.warn(format!(
+                    "the {kind} result of `{task}` ({}) cannot be read: {e}; `{task}` runs again",
+                    path.display()
+                ))
+            })
+            .ok()
     }
 
     /// Writes a successful result: persisted for the run, and cached under `cache_key`.

@@ -75,6 +75,21 @@ impl From<&TaskOptions> for Policy {
     }
 }
 
+/// Writes a task run's successful result to the result store.
+struct Saver {
+    store: Arc<NodeStore>,
+    /// The task run's name (`clean[3]`), for what cannot be written.
+    task: String,
+    index: Option<u32>,
+    cache_key: Option<u128>,
+}
+
+impl Saver {
+    fn save(&self, v: &Value) {
+        self.store.save(&self.task, self.index, v, self.cache_key);
+    }
+}
+
 /// Wall-clock timestamps from monotonic readings: one system-time read per flow run.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Clock {
@@ -357,7 +372,7 @@ impl Job {
     /// Before the first attempt of a task that stores results: the stored result, if
     /// there is one (a restarted run's, or a valid cached one); else notes the cache key.
     fn look_up(&mut self) -> Option<Value> {
-        let store = self.store.as_ref().filter(|_| self.ctx.attempt == 1)?;
+        let store = self.store.as_ref()?;
         match store.lookup(&self.ctx.full_name(), self.index, &self.inputs) {
             Lookup::Found(v) => Some(v),
             Lookup::Missing(key) => {
@@ -372,29 +387,19 @@ impl Job {
         tracing::info!(target: "tideflow", "Cached");
         let ended_at = self.clock.system_time(at);
         self.notify(State::Pending, State::Cached, ended_at);
-        Completion {
-            node: self.node,
-            index: self.index,
-            attempts: 0,
-            started_at: None,
-            ended_at,
-            outcome: Outcome::Cached(v),
-            busy: None,
-            pooled: false,
-            subflow: None,
-        }
+        let mut c = self.complete(Outcome::Cached(v), at);
+        c.attempts = 0;
+        c
     }
 
-    /// What a successful attempt stores, if anything: the store, the run's name, and the
-    /// result. An attempt that ran past its timeout stores nothing (its result is discarded).
-    fn to_save(&self, attempt: &Attempt, busy: Duration) -> Option<(Arc<NodeStore>, String, Value)> {
-        let (Some(store), Attempt::Returned(Ok(v))) = (&self.store, attempt) else {
-            return None;
-        };
-        if self.options.timeout.is_some_and(|limit| busy >= limit) {
-            return None;
-        }
-        Some((Arc::clone(store), self.ctx.full_name(), Arc::clone(v)))
+    /// How this task run's successful result is stored, if it stores results.
+    fn saver(&self) -> Option<Saver> {
+        Some(Saver {
+            store: Arc::clone(self.store.as_ref()?),
+            task: self.ctx.full_name(),
+            index: self.index,
+            cache_key: self.cache_key.as_deref().copied(),
+        })
     }
 
     /// The attempt is to be retried after `wait`.
@@ -432,7 +437,7 @@ impl Job {
 pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
     let span = task_span(&job);
     let _entered = span.enter();
-    if job.store.is_some() {
+    if job.store.is_some() && job.ctx.attempt == 1 {
         if let Some(v) = job.look_up() {
             return job.cached(v, Instant::now());
         }
@@ -445,9 +450,14 @@ pub(super) fn run_sync(mut job: Job, body: SyncBody) -> Completion {
         Err(payload) => Attempt::Panicked(payload),
     };
     let end = Instant::now();
-    if job.store.is_some() {
-        if let Some((store, name, v)) = job.to_save(&attempt, end.saturating_duration_since(start)) {
-            store.save(&name, job.index, &v, job.cache_key.as_deref().copied());
+    // An attempt that ran past its timeout stores nothing: its result is discarded.
+    let in_time = job
+        .options
+        .timeout
+        .is_none_or(|limit| end.saturating_duration_since(start) < limit);
+    if let (Attempt::Returned(Ok(v)), true) = (&attempt, in_time) {
+        if let Some(saver) = job.saver() {
+            saver.save(v);
         }
     }
     let mut completion = job.finish(attempt, end);
@@ -487,21 +497,14 @@ pub(super) async fn run_async_stored(mut job: Job, body: AsyncBody) -> Done {
             }
         }
     }
-    let save = job.store.clone().map(|store| {
-        (
-            store,
-            job.ctx.full_name(),
-            job.index,
-            job.cache_key.as_deref().copied(),
-        )
-    });
+    let saver = job.saver();
     let done = run_future(job, body).await;
-    if let (Done::Task(c), Some((store, name, index, key))) = (&done, save) {
+    if let (Done::Task(c), Some(saver)) = (&done, saver) {
         // An async attempt past its timeout was cancelled: a success is a real one.
         if let Outcome::Success(v) = &c.outcome {
             let v = Arc::clone(v);
             let _ = off_thread(span, move || {
-                let _ = panic::catch_unwind(AssertUnwindSafe(|| store.save(&name, index, &v, key)));
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| saver.save(&v)));
             })
             .await;
         }

@@ -109,8 +109,8 @@ struct Static {
     stores: Vec<Option<Arc<NodeStore>>>,
     /// What the run stores, when any task persists or caches results.
     run_store: Option<Arc<RunStore>>,
-    /// What a subflow's run takes from this one.
-    subflow_options: Arc<RunOptions>,
+    /// What a subflow's run takes from this one (`None` when the flow calls no subflow).
+    subflow_options: Option<Arc<RunOptions>>,
 }
 
 impl Static {
@@ -356,11 +356,13 @@ impl Engine {
         Engine {
             s: Static {
                 params_json: Arc::new(params_json),
-                subflow_options: Arc::new(RunOptions {
-                    executor: options.executor.clone(),
-                    store: options.store.clone(),
-                    persist_all: options.persist_all,
-                    ..RunOptions::default()
+                subflow_options: graph.nodes.iter().any(|n| n.task.is_subflow()).then(|| {
+                    Arc::new(RunOptions {
+                        executor: options.executor.clone(),
+                        store: options.store.clone(),
+                        persist_all: options.persist_all,
+                        ..RunOptions::default()
+                    })
                 }),
                 stores,
                 run_store,
@@ -1135,7 +1137,7 @@ impl RunState {
                 attempt: 1,
                 scheduled_start: s.clock.system_time(std::time::Instant::now()),
                 params: Arc::clone(&s.params_json),
-                inherited: def.is_subflow().then(|| Arc::clone(&s.subflow_options)),
+                inherited: s.subflow_options.as_ref().filter(|_| def.is_subflow()).cloned(),
             },
             started_at: None,
             clock: s.clock,

@@ -168,8 +168,8 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
                 continue;
             };
             plans[a.index()].terminal = false;
-            if crate::branch::is_gate(up.task) && !gates.contains(&a.index()) {
-                gates.push(a.index());
+            if crate::branch::is_gate(up.task) {
+                push_unique(&mut gates, a.index());
             }
             push_unique(
                 &mut refs,
