@@ -38,6 +38,74 @@
 //! # }
 //! ```
 
+//!
+//! ## Holding a run, watching it, cancelling it
+//!
+//! [`Flow::run`] runs a flow to its end. [`Flow::start`] starts it in the background and
+//! returns a [`RunHandle`] at once: the run's id, [`RunHandle::cancel`],
+//! [`RunHandle::subscribe`], and, awaited, the same [`FlowRun`]. Every state change of
+//! a run is an [`event::RunEvent`] that subscribers receive in order; see [`event`] for
+//! lossless and lossy delivery.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tideflow::event::{Delivery, Received};
+//! use tideflow::prelude::*;
+//!
+//! #[task]
+//! fn hello() -> String {
+//!     "hello".to_owned()
+//! }
+//!
+//! #[task]
+//! async fn slow(s: String) -> String {
+//!     tokio::time::sleep(Duration::from_secs(3600)).await;
+//!     s
+//! }
+//!
+//! flow! {
+//!     fn greet() -> String {
+//!         hello()
+//!     }
+//!
+//!     fn greet_slowly() -> String {
+//!         let s = hello();
+//!         slow(s)
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // Every event of every run of this flow value, none dropped.
+//! let mut flow = greet();
+//! let mut events = flow.subscribe(Delivery::lossless(256));
+//! let run = flow.run().await;
+//! assert!(run.state().is_successful());
+//! let mut seen = Vec::new();
+//! while let Some(Received::Event(e)) = events.try_recv() {
+//!     seen.push(format!("{} {} -> {}", e.name(), e.old.name(), e.new.name()));
+//! }
+//! assert_eq!(
+//!     seen,
+//!     [
+//!         "greet Pending -> Running",
+//!         "hello Pending -> Running",
+//!         "hello Running -> Success",
+//!         "greet Running -> Success",
+//!     ]
+//! );
+//!
+//! // A run in the background, cancelled.
+//! let handle = greet_slowly().start();
+//! tokio::time::sleep(Duration::from_millis(10)).await;
+//! handle.cancel();
+//! let run = handle.await;
+//! assert!(run.state().is_cancelled());
+//! assert!(run.task("s").state().is_success());
+//! assert!(run.task("slow").state().is_cancelled());
+//! # }
+//! ```
+
 #![warn(missing_docs)]
 
 pub use flow_macros::{flow, task};
@@ -50,6 +118,7 @@ pub use flow_runtime::{
 };
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
+pub use flow_runtime::{event, wire, RunHandle};
 pub use flow_runtime::{store, ResultStore};
 
 /// Everything a flow file needs: `use tideflow::prelude::*;`.
@@ -57,7 +126,7 @@ pub mod prelude {
     #[cfg(feature = "slack")]
     pub use crate::SlackNotifier;
     pub use crate::{
-        flow, task, Flow, FlowError, FlowRun, LocalExecutor, ResultStore, SequentialExecutor, State,
+        flow, task, Flow, FlowError, FlowRun, LocalExecutor, ResultStore, RunHandle, SequentialExecutor, State,
         StateChange, StateKind, TaskContext, TaskError, TaskRun, Trigger,
     };
 }

@@ -22,7 +22,7 @@ use std::fmt;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use tideflow::graph::{Graph, Input, Node, NodeId, Source};
+use tideflow::graph::{Graph, Input, Node, NodeId, NodeKind, Source};
 use tideflow::prelude::*;
 use tideflow::task_def::Task;
 use tideflow::{Executor, TaskDef};
@@ -314,6 +314,7 @@ fn node(name: &str, task: &'static TaskDef, mapped: bool, inputs: Vec<Input>) ->
         mapped,
         inputs,
         after: Vec::new(),
+        kind: NodeKind::Call,
     }
 }
 

@@ -90,16 +90,6 @@ const GATE_PARAMS: &[TaskParam] = &[
     },
 ];
 
-/// Whether `def` is one of the gates (graph printing draws them as decisions).
-pub(crate) fn is_gate(def: &TaskDef) -> bool {
-    std::ptr::eq(def, &IF) || std::ptr::eq(def, &ELSE)
-}
-
-/// Whether `def` is the merge of an `if`'s branches.
-pub(crate) fn is_merge(def: &TaskDef) -> bool {
-    std::ptr::eq(def, &MERGE)
-}
-
 fn if_body(inputs: Vec<Value>, _: &TaskContext) -> Result<Value, TaskError> {
     gate(&inputs, true)
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::branch;
 use crate::flow::Flow;
-use crate::graph::{Graph, Input, Node, NodeId, ParamSpec, Source};
+use crate::graph::{Graph, Input, Node, NodeId, NodeKind, ParamSpec, Source};
 use crate::task::{Task, TaskDef};
 use crate::value::{self, Value};
 
@@ -273,6 +273,7 @@ impl FlowBuilder {
             Input::Value(Source::Const(value::value(text), text)),
         ];
         let node = self.push_def(def, name, false, inputs, after);
+        self.nodes[node.index()].kind = NodeKind::Gate;
         Single {
             source: Source::Node(node),
             node: Some(node),
@@ -290,6 +291,7 @@ impl FlowBuilder {
             .collect();
         let inputs = vec![Input::Value(Source::First(parts))];
         let node = self.push_def(&branch::MERGE, name, false, inputs, Vec::new());
+        self.nodes[node.index()].kind = NodeKind::Merge;
         Single {
             source: Source::Node(node),
             node: Some(node),
@@ -331,6 +333,7 @@ impl FlowBuilder {
             mapped,
             inputs,
             after: after.into_iter().flatten().collect(),
+            kind: NodeKind::Call,
         });
         id
     }

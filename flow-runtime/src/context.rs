@@ -4,10 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// The id of one flow run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct FlowRunId(pub Uuid);
 
 impl FlowRunId {
@@ -54,7 +56,7 @@ pub struct InvalidRunId {
 
 /// The id of one task run: the flow run, the task's node in the graph, and the map index
 /// of a mapped child. Stable across retries (the attempt is counted separately).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskRunId {
     /// The flow run.
     pub flow_run: FlowRunId,
@@ -85,9 +87,6 @@ pub struct TaskContext {
     pub(crate) attempt: u32,
     pub(crate) scheduled_start: SystemTime,
     pub(crate) params: Arc<serde_json::Map<String, serde_json::Value>>,
-    /// For a subflow task run: what its flow run takes from the parent's (executor,
-    /// result store, persistence switch).
-    pub(crate) inherited: Option<Arc<crate::flow::RunOptions>>,
 }
 
 impl TaskContext {

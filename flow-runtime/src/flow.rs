@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::context::{FlowRunId, TaskContext, TaskRunId};
-use crate::engine;
+use crate::context::{FlowRunId, TaskContext};
+use crate::engine::{self, Control, RunOptions};
 use crate::error::FlowError;
+use crate::event::{Delivery, Subscription};
 use crate::executor::Executor;
-use crate::graph::{Graph, NodeId};
-use crate::notify::{Handlers, StateHandler};
+use crate::graph::Graph;
+use crate::handle::RunHandle;
+use crate::notify::StateHandler;
 use crate::run::FlowRun;
 use crate::store::ResultStore;
 use crate::task::{SubflowFuture, SubflowOutcome};
@@ -26,24 +28,6 @@ pub struct Flow<O> {
     params: Vec<Value>,
     options: RunOptions,
     _output: PhantomData<fn() -> O>,
-}
-
-/// How a flow runs.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct RunOptions {
-    pub(crate) executor: Executor,
-    pub(crate) reference: Option<Vec<NodeId>>,
-    pub(crate) keep_results: bool,
-    pub(crate) task_handlers: Handlers,
-    pub(crate) flow_handlers: Handlers,
-    /// Where results are persisted and cached (`None`: the default store).
-    pub(crate) store: Option<ResultStore>,
-    /// Persist every task's result (`Flow::persist_results`).
-    pub(crate) persist_all: bool,
-    /// Run again as this earlier run, reusing its persisted results (`Flow::restart`).
-    pub(crate) restart: Option<FlowRunId>,
-    /// For a subflow: the parent's task run that runs it.
-    pub(crate) parent: Option<TaskRunId>,
 }
 
 impl<O> Clone for Flow<O> {
@@ -255,9 +239,47 @@ impl<O: Send + Sync + 'static> Flow<O> {
 
     /// Runs the flow to completion and returns its run result.
     pub async fn run(&self) -> FlowRun<O> {
-        let record =
-            engine::execute(Arc::clone(&self.graph), self.params.clone(), self.options.clone()).await;
+        let id = self.options.restart.unwrap_or_default();
+        let record = engine::execute(
+            Arc::clone(&self.graph),
+            self.params.clone(),
+            self.options.clone(),
+            id,
+            None,
+        )
+        .await;
         FlowRun::new(record)
+    }
+
+    /// Starts the flow in the background on tokio and returns its handle at once: the
+    /// run's id, [`RunHandle::cancel`], [`RunHandle::subscribe`], and, awaited, the run's
+    /// result as [`Flow::run`] gives it. The run logs to the `tracing` subscriber current
+    /// here.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(&self) -> RunHandle<O> {
+        use tracing::instrument::WithSubscriber as _;
+        let id = self.options.restart.unwrap_or_default();
+        let (control, rx) = tokio::sync::mpsc::unbounded_channel::<Control>();
+        let run = engine::execute(
+            Arc::clone(&self.graph),
+            self.params.clone(),
+            self.options.clone(),
+            id,
+            Some(rx),
+        );
+        let join = tokio::spawn(run.with_current_subscriber());
+        RunHandle::new(id, control, join)
+    }
+
+    /// Subscribes to the events of every run of this flow value (and of its clones made
+    /// after this call), from each run's first event: see [`crate::event`]. The
+    /// subscription ends once this flow value, its clones and their runs are gone.
+    pub fn subscribe(&mut self, delivery: Delivery) -> Subscription {
+        let (subscriber, subscription) = Subscription::new(delivery);
+        self.options.subscribers.push(subscriber);
+        subscription
     }
 
     /// Runs this flow as a task of another flow (what `flow!` generates for a flow called
@@ -282,14 +304,15 @@ impl<O: Send + Sync + 'static> Flow<O> {
                 };
             }
             self.options.parent = Some(ctx.task_run_id());
-            if let Some(parent) = &ctx.inherited {
+            if let Some(parent) = engine::inherited() {
                 self.options.executor = parent.executor.clone();
                 if self.options.store.is_none() {
                     self.options.store = parent.store.clone();
                 }
                 self.options.persist_all |= parent.persist_all;
             }
-            let run = Arc::new(engine::execute(Arc::clone(&self.graph), inputs, self.options).await);
+            let id = FlowRunId::new();
+            let run = Arc::new(engine::execute(Arc::clone(&self.graph), inputs, self.options, id, None).await);
             let result = if run.state.is_successful() {
                 Ok(run.output.clone().unwrap_or_else(|| crate::value::value(())))
             } else {

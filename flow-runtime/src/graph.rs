@@ -90,6 +90,19 @@ impl fmt::Debug for Input {
     }
 }
 
+/// What a node is to the scheduler: a task, or a piece of an `if` in the flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A task call (the default).
+    #[default]
+    Call,
+    /// The gate of one branch of an `if`: it succeeds when its branch is taken and skips
+    /// otherwise; every task of the branch runs after it.
+    Gate,
+    /// The merge of an `if`'s value: the value of the branch that ran.
+    Merge,
+}
+
 /// One task in the graph.
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -107,6 +120,8 @@ pub struct Node {
     pub inputs: Vec<Input>,
     /// Ordering-only dependencies (`.after(..)`).
     pub after: Vec<NodeId>,
+    /// A task call, or a gate or merge of an `if`.
+    pub kind: NodeKind,
 }
 
 /// A flow parameter.

@@ -185,6 +185,8 @@ pub enum StateKind {
     Skipped,
     /// [`State::Mapped`].
     Mapped,
+    /// [`State::Cancelled`].
+    Cancelled,
 }
 
 impl State {
@@ -201,6 +203,7 @@ impl State {
             State::TriggerFailed { .. } => StateKind::TriggerFailed,
             State::Skipped { .. } => StateKind::Skipped,
             State::Mapped { .. } => StateKind::Mapped,
+            State::Cancelled { .. } => StateKind::Cancelled,
         }
     }
 }

@@ -14,8 +14,8 @@
 
 use std::fmt::Write as _;
 
-use crate::branch;
-use crate::graph::{Graph, Input, Source};
+
+use crate::graph::{Graph, Input, NodeKind, Source};
 
 /// Where an edge starts.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ fn layout(graph: &Graph) -> Layout {
     for (to, node) in graph.nodes.iter().enumerate() {
         // A gate reads its condition; its other input is the condition's text, shown in
         // its label.
-        let gate = branch::is_gate(node.task);
+        let gate = node.kind == NodeKind::Gate;
         let shown = if gate { 1 } else { node.inputs.len() };
         for input in node.inputs.iter().take(shown) {
             match input {
@@ -120,7 +120,7 @@ fn source_edges(
 
 fn task_label(graph: &Graph, x: usize) -> String {
     let node = &graph.nodes[x];
-    if branch::is_gate(node.task) || (branch::is_merge(node.task) && node.name.starts_with("merge ")) {
+    if node.kind == NodeKind::Gate || (node.kind == NodeKind::Merge && node.name.starts_with("merge ")) {
         return node.name.clone();
     }
     let task = if node.mapped {
@@ -172,9 +172,9 @@ pub(crate) fn to_dot(graph: &Graph) -> String {
         let _ = writeln!(out, "    c{i} [label=\"{}\", shape=plaintext];", dot_escape(text));
     }
     for (x, node) in graph.nodes.iter().enumerate() {
-        let shape = if branch::is_gate(node.task) {
+        let shape = if node.kind == NodeKind::Gate {
             "shape=diamond"
-        } else if branch::is_merge(node.task) {
+        } else if node.kind == NodeKind::Merge {
             "shape=oval"
         } else if node.mapped {
             "shape=box3d, style=bold"
@@ -222,9 +222,9 @@ pub(crate) fn to_mermaid(graph: &Graph) -> String {
     }
     for (x, node) in graph.nodes.iter().enumerate() {
         let label = mermaid_escape(&task_label(graph, x));
-        if branch::is_gate(node.task) {
+        if node.kind == NodeKind::Gate {
             let _ = writeln!(out, "    t{x}{{\"{label}\"}}");
-        } else if branch::is_merge(node.task) {
+        } else if node.kind == NodeKind::Merge {
             let _ = writeln!(out, "    t{x}([\"{label}\"])");
         } else if node.mapped {
             let _ = writeln!(out, "    t{x}[[\"{label}\"]]");
@@ -324,6 +324,7 @@ mod tests {
             mapped,
             inputs,
             after,
+            kind: crate::graph::NodeKind::Call,
         };
         Graph {
             name: "riders",

@@ -3,12 +3,14 @@
 use std::fmt;
 use std::time::SystemTime;
 
+use serde::{Deserialize, Serialize};
+
 /// The state of a task run (or of a flow run, which uses `Success` and `Failed`).
 ///
 /// `Success`, `Cached`, `Skipped` and `Mapped` are successful; `Failed`, `TimedOut` and
 /// `TriggerFailed` are failed. A mapped task ends `Mapped`; its children carry their own states, and a failed
 /// child fails the flow when the mapped task is a reference task.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum State {
     /// Not started: waiting for its upstream tasks.
@@ -52,6 +54,14 @@ pub enum State {
     Mapped {
         /// How many children the map spawned.
         children: usize,
+    },
+    /// The run was cancelled ([`RunHandle::cancel`](crate::RunHandle::cancel)) before this
+    /// task run ended: it never started, or its attempt was dropped (async) or abandoned
+    /// (sync). A flow run that was cancelled ends `Cancelled` too. Neither successful nor
+    /// failed.
+    Cancelled {
+        /// What was cancelled.
+        message: String,
     },
 }
 
@@ -102,6 +112,11 @@ impl State {
         matches!(self, State::Mapped { .. })
     }
 
+    /// `Cancelled`.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, State::Cancelled { .. })
+    }
+
     /// `Pending`.
     pub fn is_pending(&self) -> bool {
         matches!(self, State::Pending)
@@ -118,7 +133,8 @@ impl State {
             State::Failed { message }
             | State::TriggerFailed { message }
             | State::TimedOut { message }
-            | State::Skipped { message } => Some(message),
+            | State::Skipped { message }
+            | State::Cancelled { message } => Some(message),
             _ => None,
         }
     }
@@ -136,6 +152,7 @@ impl State {
             State::TimedOut { .. } => "TimedOut",
             State::Skipped { .. } => "Skipped",
             State::Mapped { .. } => "Mapped",
+            State::Cancelled { .. } => "Cancelled",
         }
     }
 }

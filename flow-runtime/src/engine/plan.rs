@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::graph::{Graph, Input, NodeId, Source};
+use crate::graph::{Graph, Input, NodeId, NodeKind, Source};
 
 /// An upstream reference whose state a task run's trigger looks at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,7 +168,7 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
                 continue;
             };
             plans[a.index()].terminal = false;
-            if crate::branch::is_gate(up.task) {
+            if up.kind == NodeKind::Gate {
                 push_unique(&mut gates, a.index());
             }
             push_unique(

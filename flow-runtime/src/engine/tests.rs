@@ -10,7 +10,7 @@ use crate::context::TaskContext;
 use crate::error::TaskError;
 use crate::executor::{LocalExecutor, SequentialExecutor};
 use crate::flow::Flow;
-use crate::graph::{Graph, Input, Node, NodeId, ParamSpec, Source};
+use crate::graph::{Graph, Input, Node, NodeId, NodeKind, ParamSpec, Source};
 use crate::run::{FlowRun, TaskRun};
 use crate::state::State;
 use crate::task::{TaskBody, TaskDef, TaskOptions, TaskParam, Trigger};
@@ -47,6 +47,7 @@ fn task(name: &str, def: &'static TaskDef, inputs: Vec<Input>) -> Node {
         mapped: false,
         inputs,
         after: Vec::new(),
+        kind: NodeKind::Call,
     }
 }
 
@@ -1591,12 +1592,13 @@ async fn task_runs_are_traced_with_spans_and_state_events() {
         has_span("flow_run", &format!("flow=\"test\" flow_run_id={id} ")),
         "{spans:#?}"
     );
-    for (task, index, attempt) in [("flaky", 0, 1), ("flaky", 0, 2), ("async_doubled", 0, 1)] {
-        let fields = format!("task={task} map_index={index} attempt={attempt} flow_run_id={id} ");
+    for (task, node, index, attempt) in [("flaky", 0, 0, 1), ("flaky", 0, 0, 2), ("async_doubled", 1, 0, 1)] {
+        let fields =
+            format!("task={task} map_index={index} attempt={attempt} flow_run_id={id} task_run_id={id}-{node}-{index} ");
         assert!(has_span("task_run", &fields), "{fields} in {spans:#?}");
     }
     assert!(
-        has_span("task_run", &format!("task=bad attempt=1 flow_run_id={id} ")),
+        has_span("task_run", &format!("task=bad attempt=1 flow_run_id={id} task_run_id={id}-2 ")),
         "{spans:#?}"
     );
     let has_event = |parts: &[&str]| events.iter().any(|e| parts.iter().all(|p| e.contains(p)));
@@ -1620,18 +1622,15 @@ async fn task_runs_are_traced_with_spans_and_state_events() {
 /// the engine's time per async task when the job last grew. Keep it under 1 KiB.
 #[test]
 fn an_async_task_run_future_fits_the_fast_allocator_path() {
-    use super::exec::{self, Clock, Job};
     use crate::context::{FlowRunId, TaskRunId};
 
     fn body(_: Vec<Value>, _: TaskContext) -> crate::task::BoxFuture {
         Box::pin(async { Ok(value(1u64)) })
     }
     static DEF: TaskDef = def!("sized", [], TaskBody::Async(body));
-    let job = Job {
-        node: 0,
-        index: None,
+    let attempt = super::backend::Attempt {
+        ticket: 0,
         def: &DEF,
-        options: (&DEF.options).into(),
         inputs: Vec::new(),
         ctx: TaskContext {
             id: TaskRunId {
@@ -1645,18 +1644,11 @@ fn an_async_task_run_future_fits_the_fast_allocator_path() {
             attempt: 1,
             scheduled_start: std::time::SystemTime::now(),
             params: Arc::default(),
-            inherited: None,
         },
-        started_at: None,
-        clock: Clock::start(),
-        parent: tracing::Span::none(),
-        handlers: None,
-        retry_at: None,
-        claim: None,
-        store: None,
-        cache_key: None,
+        timeout: None,
+        retry_on: None,
+        report_start: false,
     };
-    let future = exec::run_async(job, body);
-    let size = std::mem::size_of_val(&future);
+    let size = super::backend::async_future_size(attempt);
     assert!(size <= 1024, "the future of an async task run is {size} bytes");
 }
