@@ -116,9 +116,9 @@ pub use flow_runtime::{
     FlowError, FlowRun, FlowRunId, Graph, LocalExecutor, Secret, SecretError, SequentialExecutor, SignalKind,
     State, TaskContext, TaskDef, TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
 };
+pub use flow_runtime::{event, wire, RunHandle};
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
-pub use flow_runtime::{event, wire, RunHandle};
 pub use flow_runtime::{store, ResultStore};
 
 /// Everything a flow file needs: `use tideflow::prelude::*;`.
@@ -126,8 +126,8 @@ pub mod prelude {
     #[cfg(feature = "slack")]
     pub use crate::SlackNotifier;
     pub use crate::{
-        flow, task, Flow, FlowError, FlowRun, LocalExecutor, ResultStore, RunHandle, SequentialExecutor, State,
-        StateChange, StateKind, TaskContext, TaskError, TaskRun, Trigger,
+        flow, task, Flow, FlowError, FlowRun, LocalExecutor, ResultStore, RunHandle, SequentialExecutor,
+        State, StateChange, StateKind, TaskContext, TaskError, TaskRun, Trigger,
     };
 }
 

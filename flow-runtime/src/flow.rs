@@ -312,7 +312,8 @@ impl<O: Send + Sync + 'static> Flow<O> {
                 self.options.persist_all |= parent.persist_all;
             }
             let id = FlowRunId::new();
-            let run = Arc::new(engine::execute(Arc::clone(&self.graph), inputs, self.options, id, None).await);
+            let run =
+                Arc::new(engine::execute(Arc::clone(&self.graph), inputs, self.options, id, None).await);
             let result = if run.state.is_successful() {
                 Ok(run.output.clone().unwrap_or_else(|| crate::value::value(())))
             } else {

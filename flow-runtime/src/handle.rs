@@ -31,7 +31,9 @@ pub struct RunHandle<O> {
 
 impl<O> fmt::Debug for RunHandle<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunHandle").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("RunHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 

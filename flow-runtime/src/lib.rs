@@ -26,10 +26,10 @@ pub mod task;
 pub mod value;
 
 pub use context::{FlowRunId, InvalidRunId, Secret, SecretError, TaskContext, TaskRunId};
-pub use error::{FlowError, SignalKind, TaskError};
-pub use executor::{Executor, LocalExecutor, SequentialExecutor};
 pub use engine::wire;
+pub use error::{FlowError, SignalKind, TaskError};
 pub use event::{Delivery, Received, RunEvent, Subscription};
+pub use executor::{Executor, LocalExecutor, SequentialExecutor};
 pub use flow::Flow;
 pub use graph::{Graph, Input, Node, NodeId, NodeKind, ParamSpec, Source};
 pub use handle::RunHandle;

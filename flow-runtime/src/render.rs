@@ -14,7 +14,6 @@
 
 use std::fmt::Write as _;
 
-
 use crate::graph::{Graph, Input, NodeKind, Source};
 
 /// Where an edge starts.

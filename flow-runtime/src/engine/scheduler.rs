@@ -63,6 +63,14 @@ pub(super) async fn run(
     sched.run(&s).instrument(span).await
 }
 
+/// The next message of a run's handle (`None` once every handle is gone).
+async fn recv_control(control: &mut Option<UnboundedReceiver<Control>>) -> Option<Control> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Why an input has no value.
 #[derive(Clone, Copy, Debug)]
 enum Missing {
@@ -341,20 +349,19 @@ impl Scheduler {
                 break;
             }
             if self.jobs.is_empty() && !self.flights.is_empty() && self.backend_idle() {
-                tracing::error!("the engine lost track of {} running task run(s)", self.flights.len());
+                tracing::error!(
+                    "the engine lost track of {} running task run(s)",
+                    self.flights.len()
+                );
                 break;
             }
-            let control = &mut self.control;
+            let listening = self.control.is_some();
+            let storing = self.store.pending() > 0;
             let wake = tokio::select! {
                 biased;
-                c = async {
-                    match control {
-                        Some(rx) => rx.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => Wake::Control(c),
+                c = recv_control(&mut self.control), if listening => Wake::Control(c),
                 r = self.backend.next() => Wake::Report(r),
-                Some(job) = self.store.next() => Wake::Job(job),
+                Some(job) = self.store.next(), if storing => Wake::Job(job),
                 Some(joined) = self.jobs.join_next() => match joined {
                     Ok(job) => Wake::Job(job),
                     Err(e) if e.is_cancelled() => Wake::Nothing,
@@ -415,7 +422,16 @@ impl Scheduler {
                 message: CANCELLED.to_owned(),
             };
             let attempts = if f.started_at.is_some() { f.attempt } else { 0 };
-            self.end_run(s, f.node as usize, f.index, attempts, f.started_at, state, None, Stamp::Now);
+            self.end_run(
+                s,
+                f.node as usize,
+                f.index,
+                attempts,
+                f.started_at,
+                state,
+                None,
+                Stamp::Now,
+            );
         }
     }
 
@@ -447,7 +463,13 @@ impl Scheduler {
                 if !self.nodes[x].children[i].state.is_finished() {
                     incomplete = true;
                     self.nodes[x].children[i].ended_at = Some(now);
-                    self.set(s, UpId::child(x, i), 0, unfinished(self.cancelled), Stamp::Wall(now));
+                    self.set(
+                        s,
+                        UpId::child(x, i),
+                        0,
+                        unfinished(self.cancelled),
+                        Stamp::Wall(now),
+                    );
                 }
             }
         }
@@ -457,7 +479,10 @@ impl Scheduler {
             Some(ids) => ids.iter().map(|id| id.index()).collect(),
             None => (0..s.plans.len()).filter(|&x| s.plans[x].terminal).collect(),
         };
-        let failed = incomplete || reference.iter().any(|&x| self.nodes.get(x).is_some_and(is_failed));
+        let failed = incomplete
+            || reference
+                .iter()
+                .any(|&x| self.nodes.get(x).is_some_and(is_failed));
         let state = if self.cancelled {
             State::Cancelled {
                 message: "cancelled while it ran".to_owned(),
@@ -595,7 +620,12 @@ impl Scheduler {
     /// (a restarted run's, or a valid cached one), off the scheduler's thread.
     fn look_up(&mut self, s: &Static, ticket: u32, store: Arc<NodeStore>) {
         let f = &self.flights[ticket as usize];
-        let task = s.name(UpId { node: f.node as usize, index: f.index }).to_string();
+        let task = s
+            .name(UpId {
+                node: f.node as usize,
+                index: f.index,
+            })
+            .to_string();
         let (index, inputs) = (f.index, f.inputs.clone());
         self.store.push(Box::new(move || {
             let found = panic::catch_unwind(AssertUnwindSafe(|| store.lookup(&task, index, &inputs)))
@@ -698,7 +728,10 @@ impl Scheduler {
             f.started_at = Some(s.clock.system_time(e.started));
         }
         let x = f.node as usize;
-        let who = UpId { node: x, index: f.index };
+        let who = UpId {
+            node: x,
+            index: f.index,
+        };
         let attempt = f.attempt;
         self.release_tags(s, x);
         let options = &s.graph.nodes[x].options;
@@ -709,7 +742,10 @@ impl Scheduler {
                     self.nodes[x].subflows.push((who.index, run));
                 }
                 let f = &self.flights[ticket as usize];
-                if let Some(store) = s.stores[x].as_ref().filter(|st| st.persist || f.cache_key.is_some()) {
+                if let Some(store) = s.stores[x]
+                    .as_ref()
+                    .filter(|st| st.persist || f.cache_key.is_some())
+                {
                     return self.save(s, ticket, Arc::clone(store), v, Stamp::At(e.ended));
                 }
                 return self.end_flight(s, ticket, State::Success, Some(v), Stamp::At(e.ended));
@@ -729,7 +765,9 @@ impl Scheduler {
                 ..
             } => (message, true, false),
             AttemptEnd::Failed {
-                message, retry_wanted, ..
+                message,
+                retry_wanted,
+                ..
             } => (message, retry_wanted && retries_left, false),
             AttemptEnd::Panicked(message) => (message, retries_left, false),
             AttemptEnd::TimedOut(limit) => (format!("timed out after {limit:?}"), retries_left, true),
@@ -756,7 +794,8 @@ impl Scheduler {
             None => &mut self.nodes[x].state,
             Some(i) => &mut self.nodes[x].children[i as usize].state,
         };
-        self.tr.retry(slot, &s.plans[x].name, who, attempt, failed, wait, ended);
+        self.tr
+            .retry(slot, &s.plans[x].name, who, attempt, failed, wait, ended);
         self.flights[ticket as usize].attempt += 1;
         self.jobs.spawn(async move {
             tokio::time::sleep(wait).await;
@@ -768,7 +807,12 @@ impl Scheduler {
     /// ends `Success` once it is written.
     fn save(&mut self, s: &Static, ticket: u32, store: Arc<NodeStore>, value: Value, ended: Stamp) {
         let f = &self.flights[ticket as usize];
-        let task = s.name(UpId { node: f.node as usize, index: f.index }).to_string();
+        let task = s
+            .name(UpId {
+                node: f.node as usize,
+                index: f.index,
+            })
+            .to_string();
         let (index, key) = (f.index, f.cache_key);
         self.store.push(Box::new(move || {
             let _ = panic::catch_unwind(AssertUnwindSafe(|| store.save(&task, index, &value, key)));
@@ -816,7 +860,16 @@ impl Scheduler {
         }
         let f = self.flights.remove(ticket as usize);
         let attempts = if state.is_cached() { 0 } else { f.attempt };
-        self.end_run(s, f.node as usize, f.index, attempts, f.started_at, state, result, at);
+        self.end_run(
+            s,
+            f.node as usize,
+            f.index,
+            attempts,
+            f.started_at,
+            state,
+            result,
+            at,
+        );
     }
 
     /// Task run (`x`, `index`) ends in `state`: recorded, then what waits for it is told.
@@ -1117,7 +1170,13 @@ impl Scheduler {
         rt.unstarted = n;
         rt.slots = slots;
         rt.level = level;
-        self.set(s, UpId::own(x), 0, State::Mapped { children: n }, Stamp::Wall(now));
+        self.set(
+            s,
+            UpId::own(x),
+            0,
+            State::Mapped { children: n },
+            Stamp::Wall(now),
+        );
         for &y in &plan.zip_consumers {
             self.dec_wait(y.index());
         }
@@ -1452,7 +1511,6 @@ impl Scheduler {
             None => &node.state,
         }
     }
-
 }
 
 /// How each node stores its results: persisted (its `persist` option, else the flow's

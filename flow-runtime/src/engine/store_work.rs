@@ -17,6 +17,8 @@ pub(super) struct StoreWork<T> {
     tx: UnboundedSender<T>,
     rx: UnboundedReceiver<T>,
     dispatch: Dispatch,
+    /// Pieces of work pushed and not read back yet.
+    pending: usize,
 }
 
 struct Queue<T> {
@@ -42,11 +44,13 @@ impl<T: Send + 'static> StoreWork<T> {
             tx,
             rx,
             dispatch,
+            pending: 0,
         }
     }
 
     /// Queues `work`; what it gives back comes out of [`StoreWork::next`].
-    pub(super) fn push(&self, work: Work<T>) {
+    pub(super) fn push(&mut self, work: Work<T>) {
+        self.pending += 1;
         let start = {
             let mut q = lock(&self.shared);
             q.work.push_back(work);
@@ -80,12 +84,20 @@ impl<T: Send + 'static> StoreWork<T> {
 
     /// What the next piece of work gave back.
     pub(super) async fn next(&mut self) -> Option<T> {
-        self.rx.recv().await
+        let next = self.rx.recv().await;
+        self.pending -= usize::from(next.is_some());
+        next
     }
 
-    /// Drops the work not started yet.
-    pub(super) fn clear(&self) {
+    /// How many pieces of work were pushed and not read back yet.
+    pub(super) fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// Drops the work not started yet (nothing is read back after this).
+    pub(super) fn clear(&mut self) {
         let work = std::mem::take(&mut lock(&self.shared).work);
         drop(work);
+        self.pending = 0;
     }
 }

@@ -1598,7 +1598,10 @@ async fn task_runs_are_traced_with_spans_and_state_events() {
         assert!(has_span("task_run", &fields), "{fields} in {spans:#?}");
     }
     assert!(
-        has_span("task_run", &format!("task=bad attempt=1 flow_run_id={id} task_run_id={id}-2 ")),
+        has_span(
+            "task_run",
+            &format!("task=bad attempt=1 flow_run_id={id} task_run_id={id}-2 ")
+        ),
         "{spans:#?}"
     );
     let has_event = |parts: &[&str]| events.iter().any(|e| parts.iter().all(|p| e.contains(p)));

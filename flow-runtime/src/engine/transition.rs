@@ -127,7 +127,15 @@ impl Transitions {
     /// Task run `who` (named `name` in the flow) goes to `new` in `attempt`: written to
     /// `slot`, its state in the run record.
     #[inline]
-    pub(super) fn task(&mut self, slot: &mut State, name: &Arc<str>, who: UpId, attempt: u32, new: State, at: Stamp) {
+    pub(super) fn task(
+        &mut self,
+        slot: &mut State,
+        name: &Arc<str>,
+        who: UpId,
+        attempt: u32,
+        new: State,
+        at: Stamp,
+    ) {
         log(&new, FullName(name, who.index));
         self.record(slot, name, who, attempt, new, at);
     }
@@ -203,7 +211,9 @@ impl Transitions {
     pub(super) fn flow(&mut self, new: State, failed_tasks: Vec<String>) {
         match &new {
             State::Running => tracing::info!(target: "tideflow", "flow run started"),
-            State::Failed { message } => tracing::error!(target: "tideflow", error = %message, "flow run Failed"),
+            State::Failed { message } => {
+                tracing::error!(target: "tideflow", error = %message, "flow run Failed")
+            }
             State::Cancelled { message } => {
                 tracing::warn!(target: "tideflow", reason = %message, "flow run Cancelled")
             }
@@ -245,18 +255,24 @@ impl Transitions {
 /// Logs a task run's new state.
 fn log(state: &State, task: FullName<'_>) {
     match state {
-        State::Failed { message } => tracing::error!(target: "tideflow", task = %task, error = %message, "Failed"),
+        State::Failed { message } => {
+            tracing::error!(target: "tideflow", task = %task, error = %message, "Failed")
+        }
         State::TimedOut { message } => {
             tracing::error!(target: "tideflow", task = %task, error = %message, "TimedOut")
         }
         State::TriggerFailed { message } => {
             tracing::warn!(target: "tideflow", task = %task, reason = %message, "TriggerFailed")
         }
-        State::Skipped { message } => tracing::info!(target: "tideflow", task = %task, reason = %message, "Skipped"),
+        State::Skipped { message } => {
+            tracing::info!(target: "tideflow", task = %task, reason = %message, "Skipped")
+        }
         State::Cancelled { message } => {
             tracing::warn!(target: "tideflow", task = %task, reason = %message, "Cancelled")
         }
-        State::Mapped { children } => tracing::info!(target: "tideflow", task = %task, children = *children, "Mapped"),
+        State::Mapped { children } => {
+            tracing::info!(target: "tideflow", task = %task, children = *children, "Mapped")
+        }
         other => tracing::info!(target: "tideflow", task = %task, "{}", other.name()),
     }
 }

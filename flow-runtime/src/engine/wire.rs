@@ -264,7 +264,12 @@ mod tests {
                 binding: Arc::from("added"),
                 attempt: 3,
                 scheduled_start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-                params: Arc::new(serde_json::json!({"n": 10}).as_object().cloned().unwrap_or_default()),
+                params: Arc::new(
+                    serde_json::json!({"n": 10})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                ),
             },
             timeout: Some(Duration::from_secs(2)),
             retry_on: None,
@@ -282,7 +287,11 @@ mod tests {
         assert_eq!(wire.timeout, Some(Duration::from_secs(2)));
         assert_eq!(wire.context.task_run_id, a.ctx.id);
         assert_eq!(
-            (wire.context.flow.as_str(), wire.context.task.as_str(), wire.context.binding.as_str()),
+            (
+                wire.context.flow.as_str(),
+                wire.context.task.as_str(),
+                wire.context.binding.as_str()
+            ),
             ("numbers", "add1", "added")
         );
         assert_eq!(wire.context.attempt, 3);
@@ -327,7 +336,10 @@ mod tests {
         );
         assert!(matches!(
             AttemptEnd::from_wire(wire, &ADD1),
-            Ok(AttemptEnd::Failed { signal: crate::error::SignalKind::Retry, .. })
+            Ok(AttemptEnd::Failed {
+                signal: crate::error::SignalKind::Retry,
+                ..
+            })
         ));
         let panicked = AttemptEnd::Panicked("task panicked: oops".into()).to_wire(&ADD1);
         assert_eq!(panicked, Ok(WireEnd::Panicked("task panicked: oops".into())));
@@ -335,6 +347,10 @@ mod tests {
         assert_eq!(timed_out, Ok(WireEnd::TimedOut(Duration::from_millis(50))));
         // Bytes that are not a `u64` are an error naming the type, not a panic.
         let bad = AttemptEnd::from_wire(WireEnd::Returned(b"\"x\"".to_vec()), &ADD1);
-        assert!(matches!(&bad, Err(e) if e.contains("not a valid `u64`")), "{:?}", bad.err());
+        assert!(
+            matches!(&bad, Err(e) if e.contains("not a valid `u64`")),
+            "{:?}",
+            bad.err()
+        );
     }
 }

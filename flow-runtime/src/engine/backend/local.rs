@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::FutureExt as _;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::Dispatch;
@@ -56,15 +57,29 @@ pub(crate) struct LocalBackend {
 /// What the backend's own tasks return.
 enum Tick {
     /// A pooled attempt ran past its timeout.
-    Deadline { serial: u64, ticket: u32, started: Instant, limit: Duration },
+    Deadline {
+        serial: u64,
+        ticket: u32,
+        started: Instant,
+        limit: Duration,
+    },
     /// A pool worker found no more work.
     Worker,
 }
 
 /// What pool workers send back.
 enum PoolMessage {
-    Started { serial: u64, ticket: u32, at: Instant },
-    Ended { serial: u64, ended: Ended, busy: Duration, node: u32 },
+    Started {
+        serial: u64,
+        ticket: u32,
+        at: Instant,
+    },
+    Ended {
+        serial: u64,
+        ended: Ended,
+        busy: Duration,
+        node: u32,
+    },
 }
 
 impl LocalBackend {
@@ -192,13 +207,23 @@ impl LocalBackend {
         }
     }
 
+    /// A report that is ready now: from the pool, or an async attempt that ended. Lets
+    /// the scheduler take every completion that is ready in one wake-up.
     pub(super) fn try_next(&mut self) -> Option<Report> {
         while let Ok(m) = self.rx.try_recv() {
             if let Some(report) = self.from_pool(m) {
                 return Some(report);
             }
         }
-        None
+        if self.local.is_empty() || self.cancelled {
+            return None;
+        }
+        // Polled without a waker of its own: the scheduler polls `next` (with its
+        // waker) before it sleeps, which registers it again.
+        match self.local.next().now_or_never() {
+            Some(Some(ended)) => Some(Report::Ended(ended)),
+            _ => None,
+        }
     }
 
     fn from_pool(&mut self, m: PoolMessage) -> Option<Report> {

@@ -109,7 +109,12 @@ pub(crate) enum Backend {
 
 impl Backend {
     /// The backend an executor stands for, for one run of `graph`.
-    pub(crate) fn new(executor: &Executor, graph: &Graph, span: Span, inherited: Option<Arc<Inherited>>) -> Self {
+    pub(crate) fn new(
+        executor: &Executor,
+        graph: &Graph,
+        span: Span,
+        inherited: Option<Arc<Inherited>>,
+    ) -> Self {
         let runner = Runner { span, inherited };
         match executor {
             Executor::Local(e) => Backend::Local(LocalBackend::new(e, graph, runner)),
@@ -255,7 +260,12 @@ async fn async_run(attempt: Attempt, body: AsyncBody, span: Span) -> Ended {
 }
 
 /// One attempt of a subflow: its own flow run, kept beside the result.
-async fn subflow_run(attempt: Attempt, body: SubflowBody, span: Span, inherited: Option<Arc<Inherited>>) -> Ended {
+async fn subflow_run(
+    attempt: Attempt,
+    body: SubflowBody,
+    span: Span,
+    inherited: Option<Arc<Inherited>>,
+) -> Ended {
     let Attempt {
         ticket,
         inputs,

@@ -27,7 +27,9 @@ impl SequentialBackend {
 
     pub(super) fn submit(&mut self, attempt: Attempt) -> Submitted {
         match attempt.def.body {
-            TaskBody::Sync(body) if attempt.timeout.is_none() => Submitted::Ran(self.runner.run_sync(attempt, body)),
+            TaskBody::Sync(body) if attempt.timeout.is_none() => {
+                Submitted::Ran(self.runner.run_sync(attempt, body))
+            }
             TaskBody::Sync(body) => {
                 let limit = attempt.timeout.unwrap_or_default();
                 let ticket = attempt.ticket;
