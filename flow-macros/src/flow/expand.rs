@@ -5,9 +5,9 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, Ident, Type};
+use syn::{Attribute, Expr, Ident, Token, Type, Visibility};
 
-use super::parse::FlowDecl;
+use super::parse::{BrokenSignature, FlowDecl};
 use super::steps::{Analysed, Arg, Call, Gate, Kind, Step, Tail};
 use crate::task::{expr_text, type_text};
 
@@ -22,7 +22,7 @@ pub(super) fn generate(flow: &FlowDecl, analysed: &Analysed) -> TokenStream {
     let name_text = name.to_string();
     let description = doc_text(&flow.attrs);
     let out = output_type(flow);
-    let companion = companion(flow);
+    let companion = companion(&flow.vis, &flow.name);
 
     let mut body = declare_params(flow);
     body.extend(expand_steps(&analysed.steps, name));
@@ -397,9 +397,9 @@ fn subflow_task(flow: &FlowDecl) -> TokenStream {
     }
 }
 
-fn companion(flow: &FlowDecl) -> TokenStream {
-    let vis = &flow.vis;
-    let name = &flow.name;
+/// The flow's companion: a braced struct with the flow's name, which lives in the type
+/// namespace only, so the flow's function keeps its name.
+fn companion(vis: &Visibility, name: &Ident) -> TokenStream {
     let doc = format!("Flow companion of [`{name}()`], used by compile-time checks.");
     quote! {
         #[doc = #doc]
@@ -408,13 +408,58 @@ fn companion(flow: &FlowDecl) -> TokenStream {
     }
 }
 
+/// Stands in for a flow with errors: its companion and its function, whose body is never
+/// compiled into a graph, so that its callers still type-check and add no errors.
 pub(super) fn fallback(flow: &FlowDecl) -> TokenStream {
-    let attrs = &flow.attrs;
-    let vis = &flow.vis;
-    let name = &flow.name;
-    let fn_token = &flow.fn_token;
-    let out = output_type(flow);
-    let companion = companion(flow);
+    stand_in(
+        &flow.attrs,
+        &flow.vis,
+        &flow.fn_token,
+        &flow.name,
+        &output_type(flow),
+    )
+}
+
+/// Stands in for a flow that does not parse: its companion and its function, returning
+/// the declared output when that could be read, and the companion's `Task` impl, so
+/// that other flows can still call it as a subflow.
+///
+/// The syntax error is put inside the impl's signature type, as the length of an array:
+/// `type Sig = [(); compile_error!(..)]`. rustc reports it once, at the user's token,
+/// and the type then refers to an error, so calls of the flow in other flows report
+/// nothing more, whatever their arguments. An unreadable output is that type too. (A
+/// `compile_error!` in the place of a type makes it `()`, which would not stay quiet.)
+pub(super) fn broken(sig: &BrokenSignature, error: &syn::Error) -> TokenStream {
+    let p = private();
+    let name = &sig.name;
+    let error = error.to_compile_error();
+    let out = match &sig.output {
+        Some(ty) => ty.to_token_stream(),
+        None => quote!(<#name as #p::Task>::Sig),
+    };
+    let stand_in = stand_in(&sig.attrs, &sig.vis, &sig.fn_token, name, &out);
+    quote! {
+        #stand_in
+        const _: () = {
+            #[diagnostic::do_not_recommend]
+            impl #p::Task for #name {
+                type Output = #out;
+                type Sig = [(); #error];
+                // Never evaluated: nothing is built while the crate has an error.
+                const DEF: &'static #p::TaskDef = ::core::panic!("this flow did not compile");
+            }
+        };
+    }
+}
+
+fn stand_in(
+    attrs: &[Attribute],
+    vis: &Visibility,
+    fn_token: &Token![fn],
+    name: &Ident,
+    out: &TokenStream,
+) -> TokenStream {
+    let companion = companion(vis, name);
     quote! {
         #companion
         #(#attrs)*

@@ -14,7 +14,10 @@
 //!
 //! Three stages, one module each: [`parse`] reads the block into [`parse::FlowDecl`]s,
 //! [`analysis`] resolves names and checks each flow into its [`steps`], and [`expand`]
-//! generates the code.
+//! generates the code. Each flow goes through them on its own: one with a syntax error
+//! or a failed check is reported and replaced by a stub with its name and output type,
+//! and the other flows of the block expand as usual, so that a mistake in one flow does
+//! not turn into errors wherever the others are used.
 
 mod analysis;
 mod expand;
@@ -24,8 +27,9 @@ mod steps;
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
-use self::parse::{FlowDecl, Flows};
+use self::parse::{FlowBlock, FlowDecl, Item};
 
+/// Expands a `flow!` block, flow by flow.
 pub(crate) fn expand(input: TokenStream) -> TokenStream {
     if input.is_empty() {
         return syn::Error::new(
@@ -34,11 +38,20 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
         )
         .to_compile_error();
     }
-    let flows = match syn::parse2::<Flows>(input) {
-        Ok(f) => f,
+    let block = match syn::parse2::<FlowBlock>(input) {
+        Ok(block) => block,
         Err(e) => return e.to_compile_error(),
     };
-    flows.0.iter().map(expand_flow).collect()
+    block
+        .0
+        .iter()
+        .map(|item| match item {
+            Item::Flow(flow) => expand_flow(flow),
+            Item::Broken(error, Some(sig)) => expand::broken(sig, error),
+            // Not even a name to stand in for.
+            Item::Broken(error, None) => error.to_compile_error(),
+        })
+        .collect()
 }
 
 fn expand_flow(flow: &FlowDecl) -> TokenStream {
