@@ -178,6 +178,8 @@ struct Flight {
     started_at: Option<SystemTime>,
     /// The current attempt is `Running` in the record.
     running: bool,
+    /// The current attempt was handed to the backend and has not ended.
+    submitted: bool,
     /// The inputs, kept for the next attempt while retries remain (moved into the last).
     inputs: Vec<Value>,
     /// The key a cached task's result is filed under (found by the lookup).
@@ -408,20 +410,23 @@ impl Scheduler {
             return;
         }
         self.cancelled = true;
-        self.backend.cancel();
+        let never_started = self.backend.cancel();
         self.jobs.abort_all();
         self.store.clear();
-        self.ready.clear();
-        self.newly_ready.clear();
         self.tag_waiting.clear();
         self.unblocked.clear();
-        let tickets: Vec<usize> = self.flights.iter().map(|(t, _)| t).collect();
-        for t in tickets {
+        // In graph order, so the cancellations read in a stable order.
+        let mut tickets: Vec<(u32, Option<u32>, usize)> =
+            self.flights.iter().map(|(t, f)| (f.node, f.index, t)).collect();
+        tickets.sort_unstable();
+        for (_, _, t) in tickets {
             let f = self.flights.remove(t);
             let state = State::Cancelled {
                 message: CANCELLED.to_owned(),
             };
-            let attempts = if f.started_at.is_some() { f.attempt } else { 0 };
+            // The current attempt counts if it reached the backend and started there.
+            let started = f.submitted && !never_started.contains(&(t as u32));
+            let attempts = if started { f.attempt } else { f.attempt - 1 };
             self.end_run(
                 s,
                 f.node as usize,
@@ -433,6 +438,8 @@ impl Scheduler {
                 Stamp::Now,
             );
         }
+        self.ready.clear();
+        self.newly_ready.clear();
     }
 
     /// Builds the run record: final flow state, output, and one task run per node.
@@ -607,6 +614,7 @@ impl Scheduler {
             scheduled_start: s.clock.now(),
             started_at: None,
             running: false,
+            submitted: false,
             inputs,
             cache_key: None,
         }) as u32;
@@ -683,6 +691,7 @@ impl Scheduler {
             retry_on: options.retry_on,
             report_start: self.tr.observed(),
         };
+        f.submitted = true;
         match self.backend.submit(attempt) {
             Submitted::Ran(ended) => self.ended(s, ended),
             Submitted::Started => self.running(s, ticket, Stamp::Now),
@@ -707,6 +716,13 @@ impl Scheduler {
             return;
         }
         f.running = true;
+        if f.started_at.is_none() {
+            f.started_at = Some(match at {
+                Stamp::At(i) => s.clock.system_time(i),
+                Stamp::Wall(t) => t,
+                Stamp::Now => s.clock.now(),
+            });
+        }
         let who = UpId {
             node: f.node as usize,
             index: f.index,
@@ -724,9 +740,7 @@ impl Scheduler {
         self.running(s, ticket, Stamp::At(e.started));
         let f = &mut self.flights[ticket as usize];
         f.running = false;
-        if f.started_at.is_none() {
-            f.started_at = Some(s.clock.system_time(e.started));
-        }
+        f.submitted = false;
         let x = f.node as usize;
         let who = UpId {
             node: x,

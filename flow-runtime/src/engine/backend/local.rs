@@ -190,7 +190,7 @@ impl LocalBackend {
             }
             let polled = tokio::select! {
                 biased;
-                Some(m) = self.rx.recv() => self.from_pool(m),
+                Some(m) = self.rx.recv() => self.pool_report(m),
                 Some(ended) = self.local.next() => Some(Report::Ended(ended)),
                 Some(joined) = self.tasks.join_next() => match joined {
                     Ok(tick) => self.tick(tick),
@@ -211,7 +211,7 @@ impl LocalBackend {
     /// the scheduler take every completion that is ready in one wake-up.
     pub(super) fn try_next(&mut self) -> Option<Report> {
         while let Ok(m) = self.rx.try_recv() {
-            if let Some(report) = self.from_pool(m) {
+            if let Some(report) = self.pool_report(m) {
                 return Some(report);
             }
         }
@@ -226,7 +226,7 @@ impl LocalBackend {
         }
     }
 
-    fn from_pool(&mut self, m: PoolMessage) -> Option<Report> {
+    fn pool_report(&mut self, m: PoolMessage) -> Option<Report> {
         match m {
             PoolMessage::Started { serial, ticket, at } => {
                 (!self.abandoned.contains(&serial)).then_some(Report::Started { ticket, at })
@@ -278,19 +278,19 @@ impl LocalBackend {
         }
     }
 
-    pub(super) fn cancel(&mut self) {
+    /// Gives the tickets of the queued attempts, which never start; running ones are
+    /// dropped (async) or abandoned (sync).
+    pub(super) fn cancel(&mut self) -> Vec<u32> {
         self.cancelled = true;
         self.local.clear();
-        for (serial, timer) in self.deadlines.drain() {
+        for (_, timer) in self.deadlines.drain() {
             timer.abort();
-            self.abandoned.insert(serial);
         }
-        // Queued attempts never start; running ones are abandoned.
-        self.pool.clear();
+        self.pool.clear()
     }
 
     pub(super) async fn close(mut self) {
-        if self.abandoned.is_empty() && self.pooled == 0 {
+        if self.pooled == 0 {
             // Only idle pool workers remain; they exit at once.
             while self.tasks.join_next().await.is_some() {}
         } else {
@@ -370,17 +370,17 @@ impl Pool {
         }
     }
 
-    /// Drops the queued jobs: they never start.
-    fn clear(&self) {
+    /// Drops the queued jobs, which never start; gives their tickets.
+    fn clear(&self) -> Vec<u32> {
         let jobs = std::mem::take(&mut lock(&self.shared).jobs);
-        drop(jobs);
+        jobs.iter().map(|j| j.attempt.ticket).collect()
     }
 }
 
 impl Drop for Pool {
     fn drop(&mut self) {
         // A run dropped before its end: queued jobs are not started.
-        self.clear();
+        drop(self.clear());
     }
 }
 

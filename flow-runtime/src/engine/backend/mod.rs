@@ -100,6 +100,9 @@ pub(crate) enum Submitted {
 }
 
 /// The backends.
+// One per run, built once and never moved on the hot path; a box would add an
+// indirection to every attempt instead.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
     /// See [`LocalBackend`].
     Local(LocalBackend),
@@ -157,11 +160,15 @@ impl Backend {
     }
 
     /// Drops every attempt: queued ones never start, running async ones are dropped,
-    /// running sync ones abandoned. Nothing is reported after this.
-    pub(crate) fn cancel(&mut self) {
+    /// running sync ones abandoned. Nothing is reported after this. Gives the tickets of
+    /// the attempts that never started.
+    pub(crate) fn cancel(&mut self) -> Vec<u32> {
         match self {
             Backend::Local(b) => b.cancel(),
-            Backend::Sequential(b) => b.cancel(),
+            Backend::Sequential(b) => {
+                b.cancel();
+                Vec::new()
+            }
         }
     }
 
