@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::context::{FlowRunId, TaskRunId};
 use crate::error::FlowError;
 use crate::state::State;
-use crate::value::Value;
+use crate::value::{Data, Value};
 
 /// What the engine records of one flow run; read it through [`FlowRun`].
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub struct TaskRun {
     pub(crate) attempts: u32,
     pub(crate) started_at: Option<SystemTime>,
     pub(crate) ended_at: Option<SystemTime>,
-    pub(crate) result: Option<Value>,
+    pub(crate) result: Option<Data>,
     pub(crate) children: Vec<ChildRun>,
     /// The flow runs of a subflow task, by map index (`None` for a non-mapped task).
     pub(crate) subflows: Vec<(Option<u32>, Arc<RunRecord>)>,
@@ -92,7 +92,7 @@ impl TaskRun {
     /// others with [`crate::Flow::keep_results`]). `None` also when `T` is not the
     /// task's output type.
     pub fn result<T: 'static>(&self) -> Option<&T> {
-        self.result.as_ref()?.downcast_ref::<T>()
+        self.result.as_ref()?.local_ref()?.downcast_ref::<T>()
     }
 
     /// The flow run of a subflow task (a flow called as a task of this flow), with its own
@@ -150,7 +150,7 @@ pub struct ChildRun {
     pub(crate) index: u32,
     pub(crate) started_at: Option<SystemTime>,
     pub(crate) ended_at: Option<SystemTime>,
-    pub(crate) result: Option<Value>,
+    pub(crate) result: Option<Data>,
     /// Engine bookkeeping: reads of `result` still to come.
     pub(crate) uses: u32,
     /// Engine bookkeeping: zipped upstream children not final yet.
@@ -191,7 +191,7 @@ impl ChildRun {
     /// The result, if the child succeeded and the result was kept (see
     /// [`TaskRun::result`]).
     pub fn result<T: 'static>(&self) -> Option<&T> {
-        self.result.as_ref()?.downcast_ref::<T>()
+        self.result.as_ref()?.local_ref()?.downcast_ref::<T>()
     }
 
     /// `Failed` or `TriggerFailed`.

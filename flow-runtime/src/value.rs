@@ -71,3 +71,304 @@ pub fn decode_json<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
         .map(value)
         .map_err(|e| format!("not a valid `{}`: {e}", std::any::type_name::<T>()))
 }
+
+/// A task result where it lives: a typed value in this process, bytes in its task's
+/// codec, or a reference to data a backend holds (in another process). The scheduler
+/// keeps results in this form and decodes (or fetches) one only where it is needed: a
+/// map needs a result's length and elements, a reduce all of its parts, a task run in
+/// this process its inputs as values. See [`Data::form`].
+///
+/// It is one pointer wide, as a [`Value`] is (a map can hold millions): the forms other
+/// than a local value are kept behind the same pointer.
+#[derive(Clone)]
+pub struct Data(Value);
+
+/// The forms of a [`Data`].
+#[derive(Debug)]
+pub enum Form<'a> {
+    /// A typed value in this process.
+    Local(&'a Value),
+    /// Bytes in the producing task's codec, decoded once, on first use.
+    Encoded(&'a Encoded),
+    /// Data a backend holds: only that backend can read it.
+    Remote(&'a RemoteRef),
+}
+
+/// The forms other than a local value, behind the [`Data`]'s pointer.
+enum Elsewhere {
+    Encoded(Encoded),
+    Remote(RemoteRef),
+}
+
+impl std::fmt::Debug for Data {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.form() {
+            Form::Local(_) => f.write_str("Local(..)"),
+            Form::Encoded(e) => write!(f, "Encoded({} bytes)", e.bytes.len()),
+            Form::Remote(r) => f.debug_tuple("Remote").field(r).finish(),
+        }
+    }
+}
+
+/// A result as bytes in its task's codec.
+pub struct Encoded {
+    bytes: Vec<u8>,
+    decode: crate::task::DecodeFn,
+    decoded: std::sync::OnceLock<Result<Value, String>>,
+}
+
+impl std::fmt::Debug for Encoded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoded")
+            .field("bytes", &self.bytes.len())
+            .field("decoded", &self.decoded.get().is_some())
+            .finish()
+    }
+}
+
+impl Encoded {
+    /// Bytes that `decode` (the producing task's `decode_output`) reads.
+    pub fn new(bytes: Vec<u8>, decode: crate::task::DecodeFn) -> Self {
+        Encoded {
+            bytes,
+            decode,
+            decoded: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The encoded bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The value, decoded on the first call.
+    ///
+    /// # Errors
+    /// The bytes are not a value of the task's output type: the codec's message.
+    pub fn value(&self) -> Result<&Value, &str> {
+        self.decoded
+            .get_or_init(|| (self.decode)(&self.bytes))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}
+
+/// A reference to a result a backend holds: the backend's key for it and, for a list,
+/// its length (known without fetching the list), or an element of such a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteRef {
+    /// The backend's key for the result (for an element: the list's).
+    pub key: String,
+    /// For an element of a list held by the backend: its index in each enclosing list.
+    pub path: Vec<u32>,
+    /// The length of a list, when the backend reported it.
+    pub len: Option<usize>,
+}
+
+/// Why a result cannot be had in the form asked for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// Encoded bytes that do not decode.
+    #[error("its stored bytes cannot be read: {0}")]
+    Undecodable(String),
+    /// Data a backend holds, asked for in this process.
+    #[error(
+        "it is held by the backend that produced it (`{0}`) and cannot be read in this process; \
+         run the tasks that read it on that backend"
+    )]
+    Remote(String),
+    /// A remote list whose length the backend did not report, mapped over.
+    #[error("it is held by the backend that produced it (`{0}`), which did not report its length")]
+    UnknownLength(String),
+}
+
+impl Data {
+    /// A typed value in this process.
+    #[inline]
+    pub fn local(v: Value) -> Self {
+        Data(v)
+    }
+
+    /// Bytes in the producing task's codec.
+    pub fn encoded(e: Encoded) -> Self {
+        Data(Arc::new(Elsewhere::Encoded(e)))
+    }
+
+    /// A reference to data a backend holds.
+    pub fn remote(r: RemoteRef) -> Self {
+        Data(Arc::new(Elsewhere::Remote(r)))
+    }
+
+    /// Where the result lives.
+    #[inline]
+    pub fn form(&self) -> Form<'_> {
+        match self.0.downcast_ref::<Elsewhere>() {
+            None => Form::Local(&self.0),
+            Some(Elsewhere::Encoded(e)) => Form::Encoded(e),
+            Some(Elsewhere::Remote(r)) => Form::Remote(r),
+        }
+    }
+
+    /// The value, in this process: decoded (once) from encoded bytes.
+    ///
+    /// # Errors
+    /// [`DataError::Undecodable`] for bytes that do not decode, [`DataError::Remote`] for
+    /// data a backend holds.
+    pub fn to_local(&self) -> Result<Value, DataError> {
+        match self.form() {
+            Form::Local(v) => Ok(Arc::clone(v)),
+            Form::Encoded(e) => e
+                .value()
+                .cloned()
+                .map_err(|m| DataError::Undecodable(m.to_owned())),
+            Form::Remote(r) => Err(DataError::Remote(r.key.clone())),
+        }
+    }
+
+    /// As [`Data::to_local`], moving a local value out.
+    ///
+    /// # Errors
+    /// As [`Data::to_local`].
+    #[inline]
+    pub fn into_local(self) -> Result<Value, DataError> {
+        if self.0.is::<Elsewhere>() {
+            self.to_local()
+        } else {
+            Ok(self.0)
+        }
+    }
+
+    /// The value if it is a value here (decoded bytes included), borrowed.
+    pub fn local_ref(&self) -> Option<&Value> {
+        match self.form() {
+            Form::Local(v) => Some(v),
+            Form::Encoded(e) => e.value().ok(),
+            Form::Remote(_) => None,
+        }
+    }
+
+    /// The elements of a list, one per child of a map over it: split with `split` here,
+    /// or, for a list a backend holds, references to its elements (only its length is
+    /// read, never the list).
+    ///
+    /// # Errors
+    /// As [`Data::to_local`]; [`DataError::UnknownLength`] for a remote list of unknown
+    /// length.
+    pub fn elements(self, split: crate::graph::SplitFn) -> Result<Vec<Data>, DataError> {
+        if let Form::Remote(r) = self.form() {
+            let len = r.len.ok_or_else(|| DataError::UnknownLength(r.key.clone()))?;
+            return Ok((0..len)
+                .map(|i| {
+                    let mut path = r.path.clone();
+                    path.push(i as u32);
+                    Data::remote(RemoteRef {
+                        key: r.key.clone(),
+                        path,
+                        len: None,
+                    })
+                })
+                .collect());
+        }
+        Ok(split(self.into_local()?).into_iter().map(Data).collect())
+    }
+
+    /// Builds one value out of parts with `collect` (a reduce into a `Vec<T>`, a tuple):
+    /// every part is read here.
+    ///
+    /// # Errors
+    /// As [`Data::to_local`], for the first part that cannot be read here.
+    pub fn collect(parts: Vec<Data>, collect: crate::graph::CollectFn) -> Result<Data, DataError> {
+        let values = parts
+            .into_iter()
+            .map(Data::into_local)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Data(collect(values)))
+    }
+}
+
+impl From<Value> for Data {
+    #[inline]
+    fn from(v: Value) -> Self {
+        Data(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_u64s(v: Value) -> Vec<Value> {
+        take::<Vec<u64>>(v)
+            .map(|xs| xs.into_iter().map(value).collect())
+            .unwrap_or_default()
+    }
+
+    fn sum(parts: Vec<Value>) -> Value {
+        value(parts.iter().filter_map(|p| borrow::<u64>(p).ok()).sum::<u64>())
+    }
+
+    fn u64_of(d: &Data) -> Option<u64> {
+        d.local_ref().and_then(|v| v.downcast_ref::<u64>()).copied()
+    }
+
+    fn remote(len: Option<usize>) -> Data {
+        Data::remote(RemoteRef {
+            key: "add1-7".into(),
+            path: Vec::new(),
+            len,
+        })
+    }
+
+    #[test]
+    fn a_result_is_as_small_as_a_value() {
+        assert_eq!(
+            std::mem::size_of::<Option<Data>>(),
+            std::mem::size_of::<Option<Value>>()
+        );
+    }
+
+    #[test]
+    fn encoded_bytes_are_decoded_once_where_needed() {
+        let d = Data::encoded(Encoded::new(b"[1,2,3]".to_vec(), decode_json::<Vec<u64>>));
+        let Form::Encoded(e) = d.form() else {
+            unreachable!()
+        };
+        assert!(e.decoded.get().is_none(), "nothing decodes a result nobody reads");
+        let elements = d.clone().elements(split_u64s).expect("decodes");
+        assert_eq!(
+            elements.iter().map(u64_of).collect::<Vec<_>>(),
+            [Some(1), Some(2), Some(3)]
+        );
+        assert!(e.decoded.get().is_some());
+        let total = Data::collect(elements, sum).expect("all local");
+        assert_eq!(u64_of(&total), Some(6));
+
+        let bad = Data::encoded(Encoded::new(b"{".to_vec(), decode_json::<u64>));
+        assert!(matches!(bad.to_local(), Err(DataError::Undecodable(m)) if m.contains("not a valid `u64`")));
+        assert!(bad.local_ref().is_none());
+    }
+
+    #[test]
+    fn a_remote_list_is_mapped_by_its_length_without_being_read() {
+        let elements = remote(Some(3)).elements(split_u64s).expect("its length is known");
+        let refs: Vec<_> = elements
+            .iter()
+            .map(|e| match e.form() {
+                Form::Remote(r) => (r.key.clone(), r.path.clone()),
+                other => panic!("an element of a remote list is remote: {other:?}"),
+            })
+            .collect();
+        let key = || "add1-7".to_owned();
+        assert_eq!(refs, [(key(), vec![0]), (key(), vec![1]), (key(), vec![2])]);
+        assert_eq!(
+            remote(None).elements(split_u64s).err(),
+            Some(DataError::UnknownLength("add1-7".into()))
+        );
+        // Reading it here is an error that says what to do, never a panic.
+        let err = Data::collect(vec![Data::local(value(1u64)), remote(None)], sum).err();
+        assert_eq!(err, Some(DataError::Remote("add1-7".into())));
+        assert!(err
+            .map(|e| e.to_string())
+            .is_some_and(|m| m.contains("run the tasks that read it on that backend")));
+    }
+}

@@ -42,7 +42,7 @@ use crate::run::{ChildRun, RunRecord, TaskRun};
 use crate::state::State;
 use crate::store::{Lookup, NodeStore, ResultStore, RunManifest, RunStore};
 use crate::task::Trigger;
-use crate::value::Value;
+use crate::value::{Data, DataError, Value};
 
 /// At most this many upstream task runs are named in a trigger or flow failure message.
 const LISTED: usize = 10;
@@ -72,7 +72,7 @@ async fn recv_control(control: &mut Option<UnboundedReceiver<Control>>) -> Optio
 }
 
 /// Why an input has no value.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Missing {
     /// Its upstream task run ended without a result.
     Up(UpId),
@@ -80,6 +80,8 @@ enum Missing {
     Unknown,
     /// The engine already released the value (a bug, reported rather than hidden).
     Released,
+    /// The value exists but cannot be read where the task runs.
+    Unreadable(DataError),
 }
 
 /// What a run needs that never changes while it runs.
@@ -116,7 +118,7 @@ struct NodeRun {
     attempts: u32,
     started_at: Option<SystemTime>,
     ended_at: Option<SystemTime>,
-    result: Option<Value>,
+    result: Option<Data>,
     /// Reads of `result` still to come.
     uses: u32,
     // Mapped tasks only:
@@ -132,11 +134,11 @@ struct NodeRun {
 /// Where each child of a mapped task gets one input from.
 enum Slot {
     /// The same value for every child (the last child to start takes it).
-    Broadcast(Option<Value>),
+    Broadcast(Option<Data>),
     /// A value every child needs but that was not produced.
     Missing(Missing),
     /// One element per child.
-    Elements(Vec<Option<Value>>),
+    Elements(Vec<Option<Data>>),
     /// The result of the same child of this mapped task.
     Zip(usize),
 }
@@ -502,7 +504,7 @@ impl Scheduler {
             State::Success
         };
         let output = match (&s.graph.output, &state) {
-            (Some(src), State::Success) => self.eval(s, src, false).ok(),
+            (Some(src), State::Success) => self.eval(s, src, false).ok().and_then(|d| d.into_local().ok()),
             _ => None,
         };
         let failed_tasks = if state.is_failed() {
@@ -912,7 +914,7 @@ impl Scheduler {
                 let rt = &mut self.nodes[x];
                 rt.attempts = attempts;
                 rt.started_at = started_at;
-                rt.result = result.filter(|_| keep || rt.uses > 0);
+                rt.result = result.filter(|_| keep || rt.uses > 0).map(Data::local);
                 rt.ended_at = Some(ended_at);
                 rt.finished = true;
                 self.node_final(s, x);
@@ -922,7 +924,7 @@ impl Scheduler {
                 c.attempts = attempts;
                 c.started_at = started_at;
                 c.ended_at = Some(ended_at);
-                c.result = result.filter(|_| keep || c.uses > 0);
+                c.result = result.filter(|_| keep || c.uses > 0).map(Data::local);
                 self.child_final(s, x, i as usize);
             }
         }
@@ -1024,7 +1026,10 @@ impl Scheduler {
         for (i, input) in node.inputs.iter().enumerate() {
             // A non-mapped task has only whole inputs (anything else makes it invalid).
             if let Input::Value(src) = input {
-                match self.eval(s, src, true) {
+                match self
+                    .eval(s, src, true)
+                    .and_then(|d| d.into_local().map_err(Missing::Unreadable))
+                {
                     Ok(v) => inputs.push(v),
                     Err(m) => {
                         missing.get_or_insert((i, m));
@@ -1090,22 +1095,26 @@ impl Scheduler {
                     Ok(v) => Slot::Broadcast(Some(v)),
                     Err(m) => {
                         if plan.zips.is_empty() {
-                            missing.get_or_insert((i, m));
+                            missing.get_or_insert((i, m.clone()));
                         }
                         Slot::Missing(m)
                     }
                 },
-                Input::FanOut(src, split) => match self.eval(s, src, true) {
-                    Ok(v) => {
-                        let elements = split(v);
-                        lens.push((i, elements.len()));
-                        Slot::Elements(elements.into_iter().map(Some).collect())
+                Input::FanOut(src, split) => {
+                    match self
+                        .eval(s, src, true)
+                        .and_then(|v| v.elements(*split).map_err(Missing::Unreadable))
+                    {
+                        Ok(elements) => {
+                            lens.push((i, elements.len()));
+                            Slot::Elements(elements.into_iter().map(Some).collect())
+                        }
+                        Err(m) => {
+                            missing.get_or_insert((i, m.clone()));
+                            Slot::Missing(m)
+                        }
                     }
-                    Err(m) => {
-                        missing.get_or_insert((i, m));
-                        Slot::Missing(m)
-                    }
-                },
+                }
                 Input::Zip(m) => {
                     let m = m.index();
                     if self.nodes[m].expanded {
@@ -1225,7 +1234,7 @@ impl Scheduler {
                     }
                 }
                 Slot::Missing(m) => {
-                    missing.get_or_insert((k, *m));
+                    missing.get_or_insert_with(|| (k, m.clone()));
                     continue;
                 }
                 Slot::Elements(elements) => elements.get_mut(i).and_then(Option::take),
@@ -1242,8 +1251,11 @@ impl Scheduler {
                     }
                 }
             };
-            match got {
-                Some(v) => inputs.push(v),
+            match got.map(Data::into_local) {
+                Some(Ok(v)) => inputs.push(v),
+                Some(Err(e)) => {
+                    missing.get_or_insert((k, Missing::Unreadable(e)));
+                }
                 None => {
                     missing.get_or_insert((k, Missing::Released));
                 }
@@ -1349,10 +1361,15 @@ impl Scheduler {
 
     /// Reads a value source. With `consume`, the read counts as one of the upstream's
     /// consumers (the last one moves the value out).
-    fn eval(&mut self, s: &Static, src: &Source, consume: bool) -> Result<Value, Missing> {
+    fn eval(&mut self, s: &Static, src: &Source, consume: bool) -> Result<Data, Missing> {
         match src {
-            Source::Param(i) => self.params.get(*i).cloned().ok_or(Missing::Unknown),
-            Source::Const(v, _) => Ok(Arc::clone(v)),
+            Source::Param(i) => self
+                .params
+                .get(*i)
+                .cloned()
+                .map(Data::local)
+                .ok_or(Missing::Unknown),
+            Source::Const(v, _) => Ok(Data::local(Arc::clone(v))),
             Source::Node(_) | Source::Reduce(..) => match plan::classify(&s.graph, src) {
                 None => Err(Missing::Unknown),
                 Some(UpRef::Own(id)) => {
@@ -1385,7 +1402,9 @@ impl Scheduler {
                         })
                         .collect();
                     match src {
-                        Source::Reduce(_, collect) => Ok(collect(values)),
+                        Source::Reduce(_, collect) => {
+                            Data::collect(values, *collect).map_err(Missing::Unreadable)
+                        }
                         _ => Err(Missing::Unknown),
                     }
                 }
@@ -1403,7 +1422,7 @@ impl Scheduler {
                 }
                 match missing {
                     Some(m) => Err(m),
-                    None => Ok(collect(values)),
+                    None => Data::collect(values, *collect).map_err(Missing::Unreadable),
                 }
             }
             Source::First(parts) => {
@@ -1417,7 +1436,10 @@ impl Scheduler {
                             found.get_or_insert(v);
                         }
                         Err(m) => {
-                            if missing.is_none_or(|old| self.why_rank(s, m) < self.why_rank(s, old)) {
+                            if missing
+                                .as_ref()
+                                .is_none_or(|old| self.why_rank(s, &m) < self.why_rank(s, old))
+                            {
                                 missing = Some(m);
                             }
                         }
@@ -1434,8 +1456,8 @@ impl Scheduler {
     /// How well a missing branch value explains a merge without a value, best first: a
     /// branch that ran and failed, then a skip inside a branch that ran, then a branch
     /// that was not taken (its gate skipped).
-    fn why_rank(&self, s: &Static, missing: Missing) -> u8 {
-        match missing {
+    fn why_rank(&self, s: &Static, missing: &Missing) -> u8 {
+        match *missing {
             Missing::Up(u) if self.state_of(u).is_skipped() => {
                 if s.graph.nodes[u.node].kind == NodeKind::Gate {
                     2
@@ -1503,6 +1525,9 @@ impl Scheduler {
             }
             Missing::Unknown => State::Failed {
                 message: format!("input `{input}` reads a parameter or task the flow does not have"),
+            },
+            Missing::Unreadable(e) => State::Failed {
+                message: format!("input `{input}` cannot be read: {e}"),
             },
             Missing::Released => State::Failed {
                 message: format!("input `{input}` was released before this task run read it (engine bug)"),
@@ -1632,7 +1657,7 @@ fn failure_message(s: &Static, nodes: &[NodeRun]) -> String {
 }
 
 /// Takes one read of a result: moved out on the last read (unless kept), cloned otherwise.
-fn take_use(slot: &mut Option<Value>, uses: &mut u32, keep: bool) -> Option<Value> {
+fn take_use(slot: &mut Option<Data>, uses: &mut u32, keep: bool) -> Option<Data> {
     *uses = uses.saturating_sub(1);
     if *uses == 0 && !keep {
         slot.take()
@@ -1642,7 +1667,7 @@ fn take_use(slot: &mut Option<Value>, uses: &mut u32, keep: bool) -> Option<Valu
 }
 
 /// Gives up one read of a result without reading it.
-fn drop_use(slot: &mut Option<Value>, uses: &mut u32, keep: bool) {
+fn drop_use(slot: &mut Option<Data>, uses: &mut u32, keep: bool) {
     *uses = uses.saturating_sub(1);
     if *uses == 0 && !keep {
         *slot = None;
