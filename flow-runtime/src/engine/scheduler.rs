@@ -382,8 +382,20 @@ impl Scheduler {
                 Wake::Control(None) => self.control = None,
                 Wake::Report(r) => {
                     self.report(s, r);
-                    while let Some(r) = self.backend.try_next() {
+                    // Every pooled attempt that ended: an idle pool lets short sync
+                    // bodies run inline.
+                    while let Some(r) = self.backend.try_next_pooled() {
                         self.report(s, r);
+                    }
+                    // Every async attempt that ended, each followed by the work it frees
+                    // room for (its memory is reused while it is still in the
+                    // allocator's per-thread cache).
+                    while !self.cancelled && !self.tr.publisher.is_full() {
+                        self.pump(s);
+                        match self.backend.try_next_async() {
+                            Some(r) => self.report(s, r),
+                            None => break,
+                        }
                     }
                 }
                 Wake::Job(job) => self.job(s, job),

@@ -207,14 +207,19 @@ impl LocalBackend {
         }
     }
 
-    /// A report that is ready now: from the pool, or an async attempt that ended. Lets
-    /// the scheduler take every completion that is ready in one wake-up.
-    pub(super) fn try_next(&mut self) -> Option<Report> {
+    /// A report from the pool that is ready now.
+    pub(super) fn try_next_pooled(&mut self) -> Option<Report> {
         while let Ok(m) = self.rx.try_recv() {
             if let Some(report) = self.pool_report(m) {
                 return Some(report);
             }
         }
+        None
+    }
+
+    /// An async attempt that ended, if one is ready now: lets the scheduler take every
+    /// completion that is ready in one wake-up.
+    pub(super) fn try_next_async(&mut self) -> Option<Report> {
         if self.local.is_empty() || self.cancelled {
             return None;
         }

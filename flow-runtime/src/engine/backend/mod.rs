@@ -150,11 +150,20 @@ impl Backend {
         }
     }
 
-    /// A report that is ready now, if any.
+    /// A report from a thread of the backend's pool that is ready now, if any.
     #[inline]
-    pub(crate) fn try_next(&mut self) -> Option<Report> {
+    pub(crate) fn try_next_pooled(&mut self) -> Option<Report> {
         match self {
-            Backend::Local(b) => b.try_next(),
+            Backend::Local(b) => b.try_next_pooled(),
+            Backend::Sequential(_) => None,
+        }
+    }
+
+    /// The end of an async attempt that is ready now, if any.
+    #[inline]
+    pub(crate) fn try_next_async(&mut self) -> Option<Report> {
+        match self {
+            Backend::Local(b) => b.try_next_async(),
             Backend::Sequential(_) => None,
         }
     }
