@@ -169,6 +169,45 @@ async fn a_timed_out_sync_attempt_is_retried_with_its_inputs() {
     RELEASE_FIRST.store(true, Ordering::SeqCst);
 }
 
+static RELEASE_SEQ: AtomicBool = AtomicBool::new(false);
+static SEQ_LATE: AtomicBool = AtomicBool::new(false);
+
+#[task(timeout = "1s")]
+fn stuck_sequential() -> u8 {
+    while !RELEASE_SEQ.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    SEQ_LATE.store(true, Ordering::SeqCst);
+    7
+}
+
+flow! {
+    fn sequential_timeout() -> u8 {
+        let stuck = stuck_sequential();
+        after_timeout(stuck)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sequential_executor_abandons_a_sync_attempt_at_its_timeout_too() {
+    let run = drive(tokio::spawn(async {
+        sequential_timeout().executor(SequentialExecutor).run().await
+    }))
+    .await;
+    assert_eq!(
+        run.task("stuck").state(),
+        &State::TimedOut {
+            message: "timed out after 1s".into()
+        }
+    );
+    assert!(run.task("after_timeout").state().is_trigger_failed());
+    assert!(
+        !SEQ_LATE.load(Ordering::SeqCst),
+        "the run did not wait for the stuck call"
+    );
+    RELEASE_SEQ.store(true, Ordering::SeqCst);
+}
+
 // ---- retry policies ----
 
 static BACKOFF_CALLS: AtomicU32 = AtomicU32::new(0);

@@ -252,9 +252,11 @@ impl Transitions {
     }
 }
 
-/// Logs a task run's new state.
+/// Logs a task run's new state. `Running` is logged by the backend, in the attempt's span
+/// where the body starts, so that it comes before the body's own log lines.
 fn log(state: &State, task: FullName<'_>) {
     match state {
+        State::Running => {}
         State::Failed { message } => {
             tracing::error!(target: "tideflow", task = %task, error = %message, "Failed")
         }

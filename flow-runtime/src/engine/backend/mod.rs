@@ -218,6 +218,8 @@ impl Runner {
     fn run_sync(&self, attempt: Attempt, body: SyncBody) -> Ended {
         let span = self.span(&attempt.ctx);
         let _entered = span.enter();
+        // Logged here, where the body starts, so that it comes before the body's own lines.
+        tracing::info!(target: "tideflow", "Running");
         let started = Instant::now();
         let ctx = &attempt.ctx;
         let returned = panic::catch_unwind(AssertUnwindSafe(|| body(attempt.inputs, ctx)));
@@ -308,6 +310,7 @@ async fn async_attempt(
     retry_on: Option<fn(&TaskError) -> bool>,
     span: Span,
 ) -> AttemptEnd {
+    span.in_scope(|| tracing::info!(target: "tideflow", "Running"));
     let fut = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, ctx))) {
         Ok(fut) => fut,
         Err(payload) => return AttemptEnd::Panicked(panic_message(&*payload)),
@@ -345,6 +348,7 @@ async fn subflow_attempt(
     span: Span,
     inherited: Option<Arc<Inherited>>,
 ) -> (AttemptEnd, Option<Arc<RunRecord>>) {
+    span.in_scope(|| tracing::info!(target: "tideflow", "Running"));
     let fut = match panic::catch_unwind(AssertUnwindSafe(|| body(inputs, ctx))) {
         Ok(fut) => fut,
         Err(payload) => return (AttemptEnd::Panicked(panic_message(&*payload)), None),
