@@ -16,8 +16,10 @@
 //! - the flow run: `Pending → Running` when it starts, `Running → Success` or `Running →
 //!   Failed` when it ends (then [`StateChange::failed_tasks`] lists the failed task runs).
 //!
-//! A handler runs where the transition happens (a compute pool thread, or the scheduler),
-//! so it should be quick. A handler that returns an error or panics is logged (a warning,
+//! A handler runs on the scheduler, at the one point where every transition is recorded,
+//! in the order the transitions happen; the run waits for it, so it should be quick (a
+//! slow consumer belongs behind an event subscription, see [`crate::event`]). A
+//! handler that returns an error or panics is logged (a warning,
 //! target `tideflow`) and ignored: it never changes a state or fails a run. A flow with no
 //! handler pays nothing for the feature.
 

@@ -731,11 +731,7 @@ impl Scheduler {
         }
         f.running = true;
         if f.started_at.is_none() {
-            f.started_at = Some(match at {
-                Stamp::At(i) => s.clock.system_time(i),
-                Stamp::Wall(t) => t,
-                Stamp::Now => s.clock.now(),
-            });
+            f.started_at = Some(s.clock.at(at));
         }
         let who = UpId {
             node: f.node as usize,
@@ -913,11 +909,7 @@ impl Scheduler {
         result: Option<Value>,
         at: Stamp,
     ) {
-        let ended_at = match at {
-            Stamp::At(i) => s.clock.system_time(i),
-            Stamp::Wall(t) => t,
-            Stamp::Now => s.clock.now(),
-        };
+        let ended_at = s.clock.at(at);
         let who = UpId { node: x, index };
         self.set(s, who, attempts, state, Stamp::Wall(ended_at));
         let keep = s.plans[x].keep;

@@ -67,6 +67,15 @@ impl Clock {
     pub(super) fn now(&self) -> SystemTime {
         self.system_time(Instant::now())
     }
+
+    /// The wall-clock time of a stamp.
+    pub(super) fn at(&self, at: Stamp) -> SystemTime {
+        match at {
+            Stamp::Now => self.now(),
+            Stamp::At(i) => self.system_time(i),
+            Stamp::Wall(t) => t,
+        }
+    }
 }
 
 /// When a transition happened, read only if someone is told.
@@ -114,14 +123,6 @@ impl Transitions {
     #[inline]
     pub(super) fn observed(&self) -> bool {
         !self.task_handlers.is_empty() || self.publisher.is_active()
-    }
-
-    fn time(&self, at: Stamp) -> SystemTime {
-        match at {
-            Stamp::Now => self.clock.now(),
-            Stamp::At(i) => self.clock.system_time(i),
-            Stamp::Wall(t) => t,
-        }
     }
 
     /// Task run `who` (named `name` in the flow) goes to `new` in `attempt`: written to
@@ -175,7 +176,7 @@ impl Transitions {
             return;
         }
         let old = std::mem::replace(slot, new);
-        let at = self.time(at);
+        let at = self.clock.at(at);
         if !self.task_handlers.is_empty() {
             self.task_handlers.call(&StateChange {
                 flow: self.flow,
