@@ -974,6 +974,40 @@ impl Scheduler {
         }
     }
 
+    /// Whether a task run of node `x` runs, given its upstream states `ups`, in Prefect's
+    /// order: an upstream skip skips it (`skip_on_upstream_skip`), a branch of an `if`
+    /// that was not taken skips it whatever its options, then its trigger decides (when
+    /// `ups` decide it). `None`: it runs, if its inputs have values. A failed trigger
+    /// names the offending states among `listed`.
+    fn decide<'a, U, L>(
+        &'a self,
+        s: &Static,
+        x: usize,
+        ups: impl Fn() -> U,
+        listed: impl Fn() -> L,
+        trigger_decided: bool,
+    ) -> Option<State>
+    where
+        U: Iterator<Item = (UpId, &'a State)>,
+        L: Iterator<Item = (UpId, &'a State)>,
+    {
+        let options = &s.graph.nodes[x].options;
+        if options.skip_on_upstream_skip {
+            if let Some((u, _)) = ups().find(|(_, st)| st.is_skipped()) {
+                return Some(skipped_by(s, u));
+            }
+        }
+        if let Some(state) = self.untaken_branch(s, x) {
+            return Some(state);
+        }
+        if trigger_decided && !options.trigger.passes(ups().map(|(_, st)| st)) {
+            return Some(State::TriggerFailed {
+                message: trigger_message(s, options.trigger, listed()),
+            });
+        }
+        None
+    }
+
     /// `Skipped` when node `x` is in a branch of an `if` that was not taken (one of its
     /// gates skipped), whatever its trigger options.
     fn untaken_branch(&self, s: &Static, x: usize) -> Option<State> {
@@ -996,7 +1030,6 @@ impl Scheduler {
     fn start_node(&mut self, s: &Static, x: usize) {
         let node = &s.graph.nodes[x];
         let plan = &s.plans[x];
-        let options = &node.options;
         if let Some(message) = &plan.invalid {
             self.release_sources(s, x);
             let state = State::Failed {
@@ -1004,25 +1037,9 @@ impl Scheduler {
             };
             return self.resolve_node(s, x, state);
         }
-        if options.skip_on_upstream_skip {
-            if let Some((u, _)) = self.ref_states(&plan.refs).find(|(_, st)| st.is_skipped()) {
-                self.release_sources(s, x);
-                let state = skipped_by(s, u);
-                return self.resolve_node(s, x, state);
-            }
-        }
-        if let Some(state) = self.untaken_branch(s, x) {
+        let ups = || self.ref_states(&plan.refs);
+        if let Some(state) = self.decide(s, x, ups, ups, true) {
             self.release_sources(s, x);
-            return self.resolve_node(s, x, state);
-        }
-        if !options
-            .trigger
-            .passes(self.ref_states(&plan.refs).map(|(_, st)| st))
-        {
-            self.release_sources(s, x);
-            let state = State::TriggerFailed {
-                message: trigger_message(s, options.trigger, self.ref_states(&plan.refs)),
-            };
             return self.resolve_node(s, x, state);
         }
         let mut inputs = Vec::with_capacity(node.inputs.len());
@@ -1071,22 +1088,10 @@ impl Scheduler {
                 .map(|z| (UpId::own(z), &self.nodes[z].state))
         };
         let shared = || self.ref_states(&plan.refs).chain(unexpanded_zips());
-        if options.skip_on_upstream_skip {
-            if let Some((u, _)) = shared().find(|(_, st)| st.is_skipped()) {
-                let state = skipped_by(s, u);
-                return self.abort_map(s, x, state, false);
-            }
-        }
-        if let Some(state) = self.untaken_branch(s, x) {
-            return self.abort_map(s, x, state, false);
-        }
         // With children zipped over, only an "all" trigger is decided by the shared states.
         let zipped = plan.zips.iter().any(|z| self.nodes[z.index()].expanded);
         let decided = !zipped || matches!(options.trigger, Trigger::AllSuccessful | Trigger::AllFailed);
-        if decided && !options.trigger.passes(shared().map(|(_, st)| st)) {
-            let state = State::TriggerFailed {
-                message: trigger_message(s, options.trigger, shared()),
-            };
+        if let Some(state) = self.decide(s, x, shared, shared, decided) {
             return self.abort_map(s, x, state, false);
         }
 
@@ -1219,7 +1224,6 @@ impl Scheduler {
     fn start_child(&mut self, s: &Static, x: usize, i: usize) {
         let node = &s.graph.nodes[x];
         let plan = &s.plans[x];
-        let options = &node.options;
         let rt = &mut self.nodes[x];
         rt.unstarted -= 1;
         let last = rt.unstarted == 0;
@@ -1272,31 +1276,20 @@ impl Scheduler {
                 .iter()
                 .map(move |z| (UpId::child(z.index(), i), &nodes[z.index()].children[i].state))
         };
+        // The shared upstream states, summed up when the map expanded, and the states of
+        // the children this one zips over.
         let level = self.nodes[x].level;
-        let verdict = 'check: {
-            if options.skip_on_upstream_skip {
-                let skipped = level
-                    .skipped
-                    .or_else(|| zip_states().find(|(_, st)| st.is_skipped()).map(|(u, _)| u));
-                if let Some(u) = skipped {
-                    break 'check Some(skipped_by(s, u));
-                }
-            }
-            let shared = [level.successful, level.failed]
+        let ups = || {
+            [level.skipped, level.successful, level.failed]
                 .into_iter()
                 .flatten()
-                .map(|u| self.state_of(u));
-            if !options
-                .trigger
-                .passes(shared.chain(zip_states().map(|(_, st)| st)))
-            {
-                let ups = self.ref_states(&plan.refs).chain(zip_states());
-                break 'check Some(State::TriggerFailed {
-                    message: trigger_message(s, options.trigger, ups),
-                });
-            }
-            missing.map(|(k, m)| self.missing_state(s, x, k, m))
+                .map(|u| (u, self.state_of(u)))
+                .chain(zip_states())
         };
+        let listed = || self.ref_states(&plan.refs).chain(zip_states());
+        let verdict = self
+            .decide(s, x, ups, listed, true)
+            .or_else(|| missing.map(|(k, m)| self.missing_state(s, x, k, m)));
         if let Some(state) = verdict {
             drop(inputs);
             return self.end_run(s, x, Some(i as u32), 0, None, state, None, Stamp::Now);
