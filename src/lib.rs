@@ -116,7 +116,7 @@ pub use flow_runtime::{
     FlowError, FlowRun, FlowRunId, Graph, LocalExecutor, Secret, SecretError, SequentialExecutor, SignalKind,
     State, TaskContext, TaskDef, TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
 };
-pub use flow_runtime::{event, wire, RunHandle};
+pub use flow_runtime::{event, wire, worker, RunHandle};
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
 pub use flow_runtime::{store, ResultStore};

@@ -627,11 +627,19 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
         let encode_output = portable(output, "ENCODE");
         let decode_output = portable(output, "DECODE");
         let encode_inputs = param_tys.iter().map(|t| portable(t, "ENCODE"));
+        let pack_output = portable(output, "PACK");
+        let unpack_output = portable(output, "UNPACK");
+        let pack_inputs = param_tys.iter().map(|t| portable(t, "PACK"));
+        let unpack_inputs = param_tys.iter().map(|t| portable(t, "UNPACK"));
         quote! {
             ::core::option::Option::Some(&#p::TaskCodec {
                 encode_output: #encode_output,
                 decode_output: #decode_output,
                 encode_inputs: &[#(#encode_inputs),*],
+                pack_output: #pack_output,
+                unpack_output: #unpack_output,
+                pack_inputs: &[#(#pack_inputs),*],
+                unpack_inputs: &[#(#unpack_inputs),*],
             })
         }
     };

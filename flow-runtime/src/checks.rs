@@ -356,12 +356,18 @@ pub trait Portable<Tk> {
     const ENCODE: crate::task::EncodeFn;
     /// Reads a value of this type from JSON.
     const DECODE: crate::task::DecodeFn;
+    /// Writes a value of this type in the wire format.
+    const PACK: crate::task::EncodeFn;
+    /// Reads a value of this type from the wire format.
+    const UNPACK: crate::task::DecodeFn;
 }
 
 #[diagnostic::do_not_recommend]
 impl<T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static, Tk> Portable<Tk> for T {
     const ENCODE: crate::task::EncodeFn = value::encode_json::<T>;
     const DECODE: crate::task::DecodeFn = value::decode_json::<T>;
+    const PACK: crate::task::EncodeFn = value::pack::<T>;
+    const UNPACK: crate::task::DecodeFn = value::unpack::<T>;
 }
 
 /// The inputs and outputs of tasks, as the subject of [`Shareable`].

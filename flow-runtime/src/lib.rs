@@ -24,6 +24,7 @@ pub mod state;
 pub mod store;
 pub mod task;
 pub mod value;
+pub mod worker;
 
 pub use context::{FlowRunId, InvalidRunId, Secret, SecretError, TaskContext, TaskRunId};
 pub use engine::wire;

@@ -227,22 +227,31 @@ impl fmt::Debug for TaskBody {
     }
 }
 
-/// Writes a value of one type as JSON (a task's input or output).
+/// Writes a value of one type as bytes (JSON, or the compact wire format).
 pub type EncodeFn = fn(&Value, &mut Vec<u8>) -> Result<(), String>;
 
-/// Reads a value of one type from JSON.
+/// Reads a value of one type from bytes (JSON, or the compact wire format).
 pub type DecodeFn = fn(&[u8]) -> Result<Value, String>;
 
-/// How a task's values cross a process or a disk: serde through JSON. Every task but a
-/// `#[task(local)]` one has one.
+/// How a task's values cross a disk (serde through JSON: the result store, cache keys)
+/// or a process (serde through MessagePack, compact: attempts sent to workers). Every
+/// task but a `#[task(local)]` one has one.
 #[derive(Clone, Copy)]
 pub struct TaskCodec {
-    /// Writes the task's output.
+    /// Writes the task's output as JSON.
     pub encode_output: EncodeFn,
-    /// Reads the task's output.
+    /// Reads the task's output from JSON.
     pub decode_output: DecodeFn,
-    /// Writes each data input, in order (cache keys hash them).
+    /// Writes each data input as JSON, in order (cache keys hash them).
     pub encode_inputs: &'static [EncodeFn],
+    /// Writes the task's output in the wire format.
+    pub pack_output: EncodeFn,
+    /// Reads the task's output from the wire format.
+    pub unpack_output: DecodeFn,
+    /// Writes each data input in the wire format, in order.
+    pub pack_inputs: &'static [EncodeFn],
+    /// Reads each data input from the wire format, in order.
+    pub unpack_inputs: &'static [DecodeFn],
 }
 
 impl fmt::Debug for TaskCodec {

@@ -72,6 +72,28 @@ pub fn decode_json<T: serde::de::DeserializeOwned + Send + Sync + 'static>(
         .map_err(|e| format!("not a valid `{}`: {e}", std::any::type_name::<T>()))
 }
 
+/// Writes a `T` held in a value in the compact wire format (MessagePack, structs as
+/// arrays), for a worker in another process of the same build.
+///
+/// # Errors
+/// A value of another type, or a `T` serde cannot write.
+pub fn pack<T: serde::Serialize + 'static>(v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    let t = v
+        .downcast_ref::<T>()
+        .ok_or_else(|| format!("the value is not a `{}`", std::any::type_name::<T>()))?;
+    rmp_serde::encode::write(out, t).map_err(|e| e.to_string())
+}
+
+/// Reads a `T` in the compact wire format into a value.
+///
+/// # Errors
+/// Bytes that do not describe a `T`: the format's message.
+pub fn unpack<T: serde::de::DeserializeOwned + Send + Sync + 'static>(bytes: &[u8]) -> Result<Value, String> {
+    rmp_serde::from_slice::<T>(bytes)
+        .map(value)
+        .map_err(|e| format!("not a valid `{}`: {e}", std::any::type_name::<T>()))
+}
+
 /// A task result where it lives: a typed value in this process, bytes in its task's
 /// codec, or a reference to data a backend holds (in another process). The scheduler
 /// keeps results in this form and decodes (or fetches) one only where it is needed: a

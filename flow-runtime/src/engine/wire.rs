@@ -32,7 +32,7 @@ pub struct WireAttempt {
 /// One input of a [`WireAttempt`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WireInput {
-    /// The value, encoded with the task's codec.
+    /// The value, in the task's wire format.
     Encoded(Vec<u8>),
     /// Data a backend holds, by the key it knows it under.
     Remote(String),
@@ -60,7 +60,7 @@ pub struct WireContext {
 /// How an attempt ended, as it crosses back.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WireEnd {
-    /// The body returned a value: encoded with the task's codec.
+    /// The body returned a value: in the task's wire format.
     Returned(Vec<u8>),
     /// The body returned an error or a signal.
     Failed {
@@ -125,7 +125,7 @@ impl Attempt {
             )
         })?;
         let mut inputs = Vec::with_capacity(self.inputs.len());
-        for (i, (encode, v)) in codec.encode_inputs.iter().zip(&self.inputs).enumerate() {
+        for (i, (encode, v)) in codec.pack_inputs.iter().zip(&self.inputs).enumerate() {
             let mut bytes = Vec::new();
             encode(v, &mut bytes).map_err(|e| {
                 let param = def.params.get(i).map_or("?", |p| p.name);
@@ -166,7 +166,7 @@ impl AttemptEnd {
                     .codec
                     .ok_or_else(|| format!("task `{}` is `#[task(local)]`", def.name))?;
                 let mut bytes = Vec::new();
-                (codec.encode_output)(v, &mut bytes)
+                (codec.pack_output)(v, &mut bytes)
                     .map_err(|e| format!("the result of task `{}` cannot be encoded: {e}", def.name))?;
                 WireEnd::Returned(bytes)
             }
@@ -195,7 +195,7 @@ impl AttemptEnd {
                 let codec = def
                     .codec
                     .ok_or_else(|| format!("task `{}` is `#[task(local)]`", def.name))?;
-                AttemptEnd::Returned((codec.decode_output)(&bytes)?)
+                AttemptEnd::Returned((codec.unpack_output)(&bytes)?)
             }
             WireEnd::Failed {
                 message,
@@ -219,8 +219,9 @@ mod tests {
     use super::*;
     use crate::context::{FlowRunId, TaskContext};
     use crate::error::TaskError;
+    use crate::task::DecodeFn;
     use crate::task::{EncodeFn, TaskBody, TaskCodec, TaskDef, TaskOptions, TaskParam};
-    use crate::value::{self, decode_json, encode_json, Value};
+    use crate::value::{self, decode_json, encode_json, pack, unpack, Value};
 
     fn add1(inputs: Vec<Value>, _: &TaskContext) -> Result<Value, TaskError> {
         let x = value::borrow::<u64>(&inputs[0])?;
@@ -228,10 +229,16 @@ mod tests {
     }
 
     static INPUTS: [EncodeFn; 1] = [encode_json::<u64>];
+    static PACK_INPUTS: [EncodeFn; 1] = [pack::<u64>];
+    static UNPACK_INPUTS: [DecodeFn; 1] = [unpack::<u64>];
     static CODEC: TaskCodec = TaskCodec {
         encode_output: encode_json::<u64>,
         decode_output: decode_json::<u64>,
         encode_inputs: &INPUTS,
+        pack_output: pack::<u64>,
+        unpack_output: unpack::<u64>,
+        pack_inputs: &PACK_INPUTS,
+        unpack_inputs: &UNPACK_INPUTS,
     };
     static ADD1: TaskDef = TaskDef {
         name: "add1",
@@ -283,7 +290,8 @@ mod tests {
         let wire = a.to_wire().expect("add1 has a codec");
         assert_eq!(wire.ticket, 7);
         assert_eq!(wire.task_key, "wire::tests::add1");
-        assert_eq!(wire.inputs, [WireInput::Encoded(b"41".to_vec())]);
+        // MessagePack: 41 is one byte.
+        assert_eq!(wire.inputs, [WireInput::Encoded(vec![41])]);
         assert_eq!(wire.timeout, Some(Duration::from_secs(2)));
         assert_eq!(wire.context.task_run_id, a.ctx.id);
         assert_eq!(
@@ -315,7 +323,7 @@ mod tests {
     fn every_end_crosses_back_as_plain_data() {
         let returned = AttemptEnd::Returned(value::value(42u64));
         let wire = returned.to_wire(&ADD1).expect("encodes");
-        assert_eq!(wire, WireEnd::Returned(b"42".to_vec()));
+        assert_eq!(wire, WireEnd::Returned(vec![42]));
         match AttemptEnd::from_wire(wire, &ADD1).expect("decodes") {
             AttemptEnd::Returned(v) => assert_eq!(value::borrow::<u64>(&v).ok(), Some(&42)),
             other => panic!("not returned: {other:?}"),
@@ -346,7 +354,7 @@ mod tests {
         let timed_out = AttemptEnd::TimedOut(Duration::from_millis(50)).to_wire(&ADD1);
         assert_eq!(timed_out, Ok(WireEnd::TimedOut(Duration::from_millis(50))));
         // Bytes that are not a `u64` are an error naming the type, not a panic.
-        let bad = AttemptEnd::from_wire(WireEnd::Returned(b"\"x\"".to_vec()), &ADD1);
+        let bad = AttemptEnd::from_wire(WireEnd::Returned(vec![0xa1, b'x']), &ADD1);
         assert!(
             matches!(&bad, Err(e) if e.contains("not a valid `u64`")),
             "{:?}",

@@ -200,6 +200,11 @@ pub(crate) struct Runner {
 }
 
 impl Runner {
+    /// Runs bodies under `span`; subflows inherit `inherited`.
+    pub(crate) fn new(span: Span, inherited: Option<Arc<Inherited>>) -> Self {
+        Runner { span, inherited }
+    }
+
     /// The span an attempt runs in: its task run, attempt and ids, so that a subscriber
     /// files the body's log lines under their task run.
     fn span(&self, ctx: &TaskContext) -> Span {
@@ -215,7 +220,7 @@ impl Runner {
     }
 
     /// Runs one attempt of a sync body on this thread.
-    fn run_sync(&self, attempt: Attempt, body: SyncBody) -> Ended {
+    pub(crate) fn run_sync(&self, attempt: Attempt, body: SyncBody) -> Ended {
         let span = self.span(&attempt.ctx);
         let _entered = span.enter();
         // Logged here, where the body starts, so that it comes before the body's own lines.
@@ -239,7 +244,7 @@ impl Runner {
 
     /// The future of one attempt of an async body (or a subflow), cancelled at the
     /// attempt's timeout.
-    fn run_async(&self, attempt: Attempt) -> BoxedEnded {
+    pub(crate) fn run_async(&self, attempt: Attempt) -> BoxedEnded {
         let span = self.span(&attempt.ctx);
         match attempt.def.body {
             TaskBody::Async(body) => Box::pin(async_run(attempt, body, span)),
@@ -371,10 +376,7 @@ async fn subflow_attempt(
 /// allocation cache: 1 KiB).
 #[cfg(test)]
 pub(crate) fn async_future_size(attempt: Attempt) -> usize {
-    let runner = Runner {
-        span: Span::none(),
-        inherited: None,
-    };
+    let runner = Runner::new(Span::none(), None);
     let span = runner.span(&attempt.ctx);
     match attempt.def.body {
         TaskBody::Async(body) => std::mem::size_of_val(&async_run(attempt, body, span)),
