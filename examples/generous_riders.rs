@@ -276,6 +276,8 @@ usage: generous_riders [--graph] [--fast] [--seed N] [TRIPS.csv]
 
 #[tokio::main]
 async fn main() -> Result<(), FlowError> {
+    // Started as a worker by a cluster executor, this program serves task attempts instead.
+    tideflow::worker::serve_if_worker();
     // Logs go to stderr (colored on a terminal); the run's summary and output to stdout.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

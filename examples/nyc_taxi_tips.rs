@@ -138,6 +138,8 @@ usage: nyc_taxi_tips [--graph] [TRIPS.csv]
 
 #[tokio::main]
 async fn main() -> Result<(), FlowError> {
+    // Started as a worker by a cluster executor, this program serves task attempts instead.
+    tideflow::worker::serve_if_worker();
     // Logs go to stderr (colored on a terminal); the run's summary and output to stdout.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

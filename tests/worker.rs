@@ -19,6 +19,12 @@ fn tideflow_worker() {
     worker::serve_if_worker();
 }
 
+/// The same, entered from async code, as from a `#[tokio::main]` `main`.
+#[tokio::test]
+async fn tideflow_worker_async() {
+    worker::serve_if_worker();
+}
+
 /// Started as a worker, greets with another build's id.
 #[test]
 fn fake_worker_of_another_build() {
@@ -144,6 +150,19 @@ fn a_worker_runs_attempts_by_task_key_and_answers_in_the_wire_format() {
     assert_eq!(returned(w.recv().expect("a reply")), (3, 5));
     let status = w.close().expect("it exits");
     assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn a_worker_entered_from_async_code_serves_too() {
+    let exe = std::env::current_exe().expect("this test binary");
+    let mut w = WorkerProcess::spawn(
+        exe,
+        &["tideflow_worker_async", "--exact", "--nocapture", "--quiet"],
+    )
+    .expect("starts as a worker");
+    w.send(&attempt::<double>(1, 4)).expect("sent");
+    assert_eq!(returned(w.recv().expect("a reply")), (1, 8));
+    assert!(w.close().expect("it exits").success());
 }
 
 #[test]

@@ -197,12 +197,14 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
                         put_u32(&mut body, bytes.len())?;
                         body.extend_from_slice(bytes);
                     }
-                    WireInput::Remote(key) => return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
+                    WireInput::Remote(key) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
                             "input `{key}` is held by the cluster: only the bridge that holds it can send it"
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
         }

@@ -87,9 +87,17 @@ pub fn serve_if_worker() {
     if !is_worker() {
         return;
     }
-    let code = match worker_stdio()
-        .and_then(|(input, output)| serve(input, output).map_err(|e| io::Error::other(e.to_string())))
-    {
+    // On a thread of its own: `main` may already run on a tokio runtime
+    // (`#[tokio::main]`), and the worker builds its own.
+    let served = worker_stdio().and_then(|(input, output)| {
+        std::thread::Builder::new()
+            .name("tideflow-worker-io".into())
+            .spawn(move || serve(input, output))?
+            .join()
+            .map_err(|_| io::Error::other("the worker's thread panicked"))?
+            .map_err(|e| io::Error::other(e.to_string()))
+    });
+    let code = match served {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("tideflow worker (pid {}): {e}", std::process::id());
