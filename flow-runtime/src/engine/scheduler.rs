@@ -978,29 +978,29 @@ impl Scheduler {
     /// order: an upstream skip skips it (`skip_on_upstream_skip`), a branch of an `if`
     /// that was not taken skips it whatever its options, then its trigger decides (when
     /// `ups` decide it). `None`: it runs, if its inputs have values. A failed trigger
-    /// names the offending states among `listed`.
-    fn decide<'a, U, L>(
+    /// names the offending states among `listed`. `ups` is read once.
+    fn decide<'a, L>(
         &'a self,
         s: &Static,
         x: usize,
-        ups: impl Fn() -> U,
-        listed: impl Fn() -> L,
+        ups: impl Iterator<Item = (UpId, &'a State)>,
+        listed: impl FnOnce() -> L,
         trigger_decided: bool,
     ) -> Option<State>
     where
-        U: Iterator<Item = (UpId, &'a State)>,
         L: Iterator<Item = (UpId, &'a State)>,
     {
         let options = &s.graph.nodes[x].options;
+        let tally = Tally::of(ups);
         if options.skip_on_upstream_skip {
-            if let Some((u, _)) = ups().find(|(_, st)| st.is_skipped()) {
+            if let Some(u) = tally.skipped {
                 return Some(skipped_by(s, u));
             }
         }
         if let Some(state) = self.untaken_branch(s, x) {
             return Some(state);
         }
-        if trigger_decided && !options.trigger.passes(ups().map(|(_, st)| st)) {
+        if trigger_decided && !tally.passes(options.trigger) {
             return Some(State::TriggerFailed {
                 message: trigger_message(s, options.trigger, listed()),
             });
@@ -1038,7 +1038,7 @@ impl Scheduler {
             return self.resolve_node(s, x, state);
         }
         let ups = || self.ref_states(&plan.refs);
-        if let Some(state) = self.decide(s, x, ups, ups, true) {
+        if let Some(state) = self.decide(s, x, ups(), ups, true) {
             self.release_sources(s, x);
             return self.resolve_node(s, x, state);
         }
@@ -1091,7 +1091,7 @@ impl Scheduler {
         // With children zipped over, only an "all" trigger is decided by the shared states.
         let zipped = plan.zips.iter().any(|z| self.nodes[z.index()].expanded);
         let decided = !zipped || matches!(options.trigger, Trigger::AllSuccessful | Trigger::AllFailed);
-        if let Some(state) = self.decide(s, x, shared, shared, decided) {
+        if let Some(state) = self.decide(s, x, shared(), shared, decided) {
             return self.abort_map(s, x, state, false);
         }
 
@@ -1279,13 +1279,11 @@ impl Scheduler {
         // The shared upstream states, summed up when the map expanded, and the states of
         // the children this one zips over.
         let level = self.nodes[x].level;
-        let ups = || {
-            [level.skipped, level.successful, level.failed]
-                .into_iter()
-                .flatten()
-                .map(|u| (u, self.state_of(u)))
-                .chain(zip_states())
-        };
+        let ups = [level.skipped, level.successful, level.failed]
+            .into_iter()
+            .flatten()
+            .map(|u| (u, self.state_of(u)))
+            .chain(zip_states());
         let listed = || self.ref_states(&plan.refs).chain(zip_states());
         let verdict = self
             .decide(s, x, ups, listed, true)
@@ -1671,6 +1669,53 @@ fn drop_use(slot: &mut Option<Data>, uses: &mut u32, keep: bool) {
     }
 }
 
+/// What a trigger needs of a run's upstream states, read in one pass.
+struct Tally {
+    /// The first upstream that was skipped.
+    skipped: Option<UpId>,
+    seen: bool,
+    all_successful: bool,
+    all_failed: bool,
+    any_successful: bool,
+    any_failed: bool,
+}
+
+impl Tally {
+    fn of<'a>(ups: impl Iterator<Item = (UpId, &'a State)>) -> Self {
+        let mut t = Tally {
+            skipped: None,
+            seen: false,
+            all_successful: true,
+            all_failed: true,
+            any_successful: false,
+            any_failed: false,
+        };
+        for (u, st) in ups {
+            t.seen = true;
+            if st.is_skipped() {
+                t.skipped.get_or_insert(u);
+            }
+            let (ok, failed) = (st.is_successful(), st.is_failed());
+            t.all_successful &= ok;
+            t.all_failed &= failed;
+            t.any_successful |= ok;
+            t.any_failed |= failed;
+        }
+        t
+    }
+
+    /// As [`Trigger::passes`] over the same states.
+    fn passes(&self, trigger: Trigger) -> bool {
+        match trigger {
+            Trigger::AllFinished => true,
+            Trigger::AllSuccessful => self.all_successful,
+            Trigger::AllFailed => self.all_failed,
+            Trigger::AnySuccessful => !self.seen || self.any_successful,
+            Trigger::AnyFailed => !self.seen || self.any_failed,
+        }
+    }
+}
+
 /// The states of some upstream references, a mapped task's reference flattened into its
 /// children (or its own state when it did not expand).
 struct RefStates<'a> {
@@ -1756,4 +1801,55 @@ fn trigger_message<'a>(s: &Static, trigger: Trigger, ups: impl Iterator<Item = (
         let _ = write!(message, "`{}` ended {}", s.name(u), st.name());
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tally_decides_every_trigger_as_the_trigger_itself_does() {
+        let states = [
+            State::Success,
+            State::Cached,
+            State::Failed { message: "x".into() },
+            State::TriggerFailed { message: "x".into() },
+            State::TimedOut { message: "x".into() },
+            State::Skipped { message: "x".into() },
+            State::Mapped { children: 2 },
+        ];
+        let triggers = [
+            Trigger::AllSuccessful,
+            Trigger::AllFinished,
+            Trigger::AnySuccessful,
+            Trigger::AnyFailed,
+            Trigger::AllFailed,
+        ];
+        // Every sequence of up to three upstream states.
+        let mut sequences: Vec<Vec<&State>> = vec![Vec::new()];
+        for _ in 0..3 {
+            let longer: Vec<Vec<&State>> = sequences
+                .iter()
+                .filter(|s| s.len() == sequences.last().map_or(0, Vec::len))
+                .flat_map(|s| {
+                    states.iter().map(move |st| {
+                        let mut next = s.clone();
+                        next.push(st);
+                        next
+                    })
+                })
+                .collect();
+            sequences.extend(longer);
+        }
+        assert_eq!(sequences.len(), 1 + 7 + 49 + 343);
+        for seq in &sequences {
+            let ups = seq.iter().enumerate().map(|(i, st)| (UpId::own(i), *st));
+            let tally = Tally::of(ups);
+            for t in triggers {
+                assert_eq!(tally.passes(t), t.passes(seq.iter().copied()), "{t} over {seq:?}");
+            }
+            let first_skipped = seq.iter().position(|st| st.is_skipped()).map(UpId::own);
+            assert_eq!(tally.skipped, first_skipped);
+        }
+    }
 }

@@ -234,7 +234,8 @@ impl LocalBackend {
     fn pool_report(&mut self, m: PoolMessage) -> Option<Report> {
         match m {
             PoolMessage::Started { serial, ticket, at } => {
-                (!self.abandoned.contains(&serial)).then_some(Report::Started { ticket, at })
+                let abandoned = !self.abandoned.is_empty() && self.abandoned.contains(&serial);
+                (!abandoned).then_some(Report::Started { ticket, at })
             }
             PoolMessage::Ended {
                 serial,
@@ -244,7 +245,8 @@ impl LocalBackend {
             } => {
                 self.pooled -= 1;
                 self.learn(node, busy);
-                if self.abandoned.remove(&serial) {
+                // Most runs have no timeout: no hashing on their path.
+                if !self.abandoned.is_empty() && self.abandoned.remove(&serial) {
                     tracing::debug!(
                         target: "tideflow",
                         attempt = ended.ticket,
@@ -252,8 +254,10 @@ impl LocalBackend {
                     );
                     return None;
                 }
-                if let Some(timer) = self.deadlines.remove(&serial) {
-                    timer.abort();
+                if !self.deadlines.is_empty() {
+                    if let Some(timer) = self.deadlines.remove(&serial) {
+                        timer.abort();
+                    }
                 }
                 Some(Report::Ended(ended))
             }
