@@ -352,7 +352,7 @@ impl Scheduler {
             if self.flights.is_empty() && self.ready.is_empty() && self.newly_ready.is_empty() {
                 break;
             }
-            if self.jobs.is_empty() && !self.flights.is_empty() && self.backend_idle() {
+            if self.jobs.is_empty() && self.stuck_on_tags() {
                 tracing::error!(
                     "the engine lost track of {} running task run(s)",
                     self.flights.len()
@@ -408,13 +408,12 @@ impl Scheduler {
         record
     }
 
-    /// Nothing runs on the backend (it would never report again).
-    fn backend_idle(&self) -> bool {
-        // Tag-waiting and unblocked task runs are in flight but not on the backend; they
-        // start when a slot frees, which only a running attempt can do.
-        self.flights.len() == self.tag_waiting.len() + self.unblocked.len()
+    /// Every task run in flight waits for a tag slot, so none holds one and none will free
+    /// one: the run cannot go on (a bug, reported rather than hung on).
+    fn stuck_on_tags(&self) -> bool {
+        !self.tag_waiting.is_empty()
             && self.unblocked.is_empty()
-            && !self.tag_waiting.is_empty()
+            && self.flights.len() == self.tag_waiting.len()
     }
 
     /// Stops the run: every task run that has not ended ends `Cancelled`, and nothing
