@@ -117,6 +117,10 @@ pub use flow_runtime::{
     State, TaskContext, TaskDef, TaskError, TaskOptions, TaskRun, TaskRunId, Trigger,
 };
 pub use flow_runtime::{event, wire, worker, RunHandle};
+
+/// Task attempts on a Dask cluster (feature `dask`, on by default): see [`flow_dask`].
+#[cfg(feature = "dask")]
+pub use flow_dask as dask;
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
 pub use flow_runtime::{store, ResultStore};

@@ -1,0 +1,195 @@
+//! Task attempts on a real Dask cluster (a scheduler and two worker processes on
+//! 127.0.0.1), through the bridge: each Dask worker runs this test binary as a tideflow
+//! worker process.
+//!
+//! They need Python with Dask's client: `TIDEFLOW_PYTHON`, else the venv `.ci/dask-venv`
+//! makes in `target/dask-venv`. Without one they say so loudly and pass, except under CI
+//! (`CI` set), where they fail.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use tideflow::dask::{Cluster, DaskBridge, DaskError, WorkerProgram};
+use tideflow::prelude::*;
+use tideflow::task_def::Task;
+use tideflow::wire::{WireAttempt, WireContext, WireEnd, WireInput};
+use tideflow::worker::{self, Reply};
+use tideflow::{FlowRunId, TaskRunId};
+
+/// What each Dask worker runs: this binary, this test only.
+#[test]
+fn tideflow_worker() {
+    worker::serve_if_worker();
+}
+
+#[task]
+fn add1(x: u64) -> u64 {
+    x + 1
+}
+
+#[task]
+fn pid(_x: u64) -> u64 {
+    u64::from(std::process::id())
+}
+
+#[task]
+fn die(_x: u64) -> u64 {
+    std::process::abort()
+}
+
+/// The Python to run the bridge with, or `None` (after saying so) when there is none.
+fn python() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("TIDEFLOW_PYTHON").map(PathBuf::from),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dask-venv/bin/python")),
+    ];
+    for p in candidates.into_iter().flatten() {
+        let ok = std::process::Command::new(&p)
+            .args(["-c", "import distributed"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(p);
+        }
+    }
+    let message = "NOT RUN: the Dask tests need Python with Dask's client; run `.ci/dask-venv` (or set \
+                   TIDEFLOW_PYTHON) and run them again";
+    assert!(std::env::var_os("CI").is_none(), "{message}");
+    eprintln!("\n*** {message} ***\n");
+    None
+}
+
+fn attempt<Tk: Task>(ticket: u32, x: u64) -> WireAttempt {
+    WireAttempt {
+        ticket,
+        task_key: Tk::DEF.key.to_owned(),
+        inputs: vec![WireInput::Encoded(rmp_serde::to_vec(&x).expect("packs"))],
+        context: WireContext {
+            task_run_id: TaskRunId {
+                flow_run: FlowRunId::new(),
+                node: 0,
+                map_index: Some(ticket),
+            },
+            flow: "dask_tests".into(),
+            task: Tk::DEF.name.into(),
+            binding: Tk::DEF.name.into(),
+            attempt: 1,
+            scheduled_start: SystemTime::now(),
+            parameters: serde_json::Map::new(),
+        },
+        timeout: None,
+    }
+}
+
+fn value(reply: Reply) -> (u32, u64) {
+    match reply {
+        Reply::Ended(ticket, WireEnd::Returned(bytes)) => {
+            (ticket, rmp_serde::from_slice(&bytes).expect("a u64"))
+        }
+        other => panic!("not a value: {other:?}"),
+    }
+}
+
+fn start(program: WorkerProgram) -> Option<DaskBridge> {
+    let python = python()?;
+    Some(DaskBridge::start_with(&python, &Cluster::Local(2), &program).expect("a local Dask cluster starts"))
+}
+
+#[test]
+fn attempts_run_on_dask_workers_in_long_lived_tideflow_worker_processes() {
+    let Some(mut bridge) = start(WorkerProgram::this_program().expect("this binary")) else {
+        return;
+    };
+    assert_eq!(bridge.workers(), 2);
+    assert!(
+        bridge.scheduler().starts_with("tcp://127.0.0.1:"),
+        "{}",
+        bridge.scheduler()
+    );
+    for t in 0..20 {
+        bridge.send(&attempt::<add1>(t, u64::from(t))).expect("sent");
+    }
+    let mut got: Vec<(u32, u64)> = (0..20).map(|_| value(bridge.recv().expect("a reply"))).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..20).map(|t| (t, u64::from(t) + 1)).collect::<Vec<_>>());
+
+    // One tideflow process per Dask worker, reused by every attempt: at most two pids.
+    for t in 0..20 {
+        bridge.send(&attempt::<pid>(100 + t, 0)).expect("sent");
+    }
+    let mut pids: Vec<u64> = (0..20)
+        .map(|_| value(bridge.recv().expect("a reply")).1)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    assert!(!pids.is_empty() && pids.len() <= 2, "{pids:?}");
+    assert!(!pids.contains(&u64::from(std::process::id())));
+    assert!(bridge.close().expect("it stops").success());
+}
+
+#[test]
+fn an_uploaded_program_gets_its_exec_bit_back_and_a_dead_worker_process_is_replaced() {
+    let program = WorkerProgram::this_program().expect("this binary").upload();
+    let Some(mut bridge) = start(program) else {
+        return;
+    };
+    bridge.send(&attempt::<add1>(1, 41)).expect("sent");
+    assert_eq!(value(bridge.recv().expect("a reply")), (1, 42));
+    // The tideflow process dies mid-attempt: that attempt is refused as such, and the
+    // next attempt on that worker gets a new process.
+    bridge.send(&attempt::<die>(2, 0)).expect("sent");
+    match bridge.recv().expect("a reply") {
+        Reply::Refused(r) => {
+            assert_eq!(r.ticket, Some(2));
+            assert!(
+                r.message.starts_with("worker process died (pid "),
+                "{}",
+                r.message
+            );
+        }
+        other => panic!("a dead worker process is reported: {other:?}"),
+    }
+    for t in 3..9 {
+        bridge.send(&attempt::<add1>(t, 1)).expect("sent");
+    }
+    for _ in 3..9 {
+        assert_eq!(value(bridge.recv().expect("a reply")).1, 2);
+    }
+    assert!(bridge.close().expect("it stops").success());
+}
+
+#[test]
+fn an_unreachable_scheduler_is_one_clear_error() {
+    let Some(python) = python() else {
+        return;
+    };
+    // Nothing listens on this port: the bridge gives up after Dask's connect timeout.
+    let err = DaskBridge::start_with(
+        &python,
+        &Cluster::Connect("tcp://127.0.0.1:9".into()),
+        &WorkerProgram::this_program().expect("this binary"),
+    )
+    .expect_err("nothing listens there");
+    assert!(matches!(err, DaskError::Bridge(_)), "{err:?}");
+    assert!(
+        err.to_string().starts_with("cannot reach the Dask cluster: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_python_is_one_clear_error() {
+    let program = WorkerProgram::this_program().expect("this binary");
+    let err = DaskBridge::start_with(
+        std::path::Path::new("/nonexistent/python3"),
+        &Cluster::Local(1),
+        &program,
+    )
+    .expect_err("no such Python");
+    assert_eq!(
+        err.to_string(),
+        "cannot run Python `/nonexistent/python3` for the Dask bridge: No such file or directory (os error 2); \
+         install Python 3 and Dask's client (`pip install 'distributed==2026.8.0'`), or set TIDEFLOW_PYTHON to \
+         a Python that has it"
+    );
+}
