@@ -9,7 +9,9 @@
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use tideflow::dask::{Cluster, DaskBridge, DaskError, WorkerProgram};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tideflow::dask::{Cluster, DaskBridge, DaskError, DaskExecutor, WorkerProgram};
 use tideflow::prelude::*;
 use tideflow::task_def::Task;
 use tideflow::wire::{WireAttempt, WireContext, WireEnd, WireInput};
@@ -35,6 +37,47 @@ fn pid(_x: u64) -> u64 {
 #[task]
 fn die(_x: u64) -> u64 {
     std::process::abort()
+}
+
+#[task]
+fn numbers(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+#[task]
+fn total(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+/// Kills its own worker process on its first attempt.
+#[task(max_retries = 1, retry_delay = "10ms")]
+fn dies_once(x: u64, ctx: &TaskContext) -> u64 {
+    if ctx.attempt() == 1 {
+        std::process::abort();
+    }
+    x
+}
+
+static LOCAL_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs in the coordinator's process: its values cannot cross.
+#[task(local)]
+fn here(x: u64) -> u64 {
+    LOCAL_CALLS.fetch_add(1, Ordering::SeqCst);
+    x
+}
+
+flow! {
+    fn on_the_cluster(n: u64 = 20) -> u64 {
+        let xs = numbers(n);
+        let ys = add1.map(xs);
+        let sum = total(ys);
+        here(sum)
+    }
+
+    fn survives_a_dead_worker_process() -> u64 {
+        dies_once(7)
+    }
 }
 
 /// The Python to run the bridge with, or `None` (after saying so) when there is none.
@@ -191,5 +234,77 @@ fn a_missing_python_is_one_clear_error() {
         "cannot run Python `/nonexistent/python3` for the Dask bridge: No such file or directory (os error 2); \
          install Python 3 and Dask's client (`pip install 'distributed==2026.8.0'`), or set TIDEFLOW_PYTHON to \
          a Python that has it"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_runs_on_a_local_dask_cluster_with_one_switch() {
+    let Some(python) = python() else {
+        return;
+    };
+    let run = on_the_cluster()
+        .executor(DaskExecutor::local(2).python(python))
+        .run()
+        .await;
+    assert_eq!(run.output(), Ok(&(1..=20).sum::<u64>()), "{}", run.summary());
+    let ys = run.task("ys");
+    assert_eq!(ys.children().len(), 20);
+    assert!(ys
+        .children()
+        .iter()
+        .all(|c| c.state() == &State::Success && c.attempts() == 1));
+    assert_eq!(run.task("sum").state(), &State::Success);
+    // The local task ran here, once; the others on the cluster.
+    assert_eq!(LOCAL_CALLS.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_that_dies_fails_its_attempt_which_is_retried() {
+    let Some(python) = python() else {
+        return;
+    };
+    let run = survives_a_dead_worker_process()
+        .executor(DaskExecutor::local(1).python(python))
+        .run()
+        .await;
+    assert_eq!(run.output(), Ok(&7), "{}", run.summary());
+    let t = run.task("dies_once");
+    assert_eq!(t.state(), &State::Success);
+    assert_eq!(t.attempts(), 2);
+}
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_used_fails_the_run_naming_why() {
+    let run = on_the_cluster()
+        .executor(DaskExecutor::local(1).python("/nonexistent/python3"))
+        .run()
+        .await;
+    let why = "cannot use the cluster (dask local cluster of 1 worker(s)): cannot run Python \
+               `/nonexistent/python3` for the Dask bridge: No such file or directory (os error 2); install \
+               Python 3 and Dask's client (`pip install 'distributed==2026.8.0'`), or set TIDEFLOW_PYTHON to a \
+               Python that has it";
+    assert_eq!(run.state(), &State::Failed { message: why.into() });
+    assert_eq!(
+        run.task("xs").state(),
+        &State::Failed {
+            message: format!("never ran: {why}")
+        }
+    );
+}
+
+#[test]
+fn a_scheduler_address_is_checked() {
+    assert!(DaskExecutor::connect("tcp://127.0.0.1:8786").is_ok());
+    assert!(DaskExecutor::connect("127.0.0.1:8786").is_ok());
+    let err = DaskExecutor::connect("http://127.0.0.1:8786").expect_err("not dask");
+    assert_eq!(
+        err.to_string(),
+        "`http://127.0.0.1:8786` is not a Dask scheduler's address (`http` is not a Dask protocol (tcp, tls, ws, \
+         wss)): write it as `tcp://host:port`"
+    );
+    let err = DaskExecutor::connect("tcp://localhost").expect_err("no port");
+    assert_eq!(
+        err.to_string(),
+        "`tcp://localhost` is not a Dask scheduler's address (it has no port): write it as `tcp://host:port`"
     );
 }

@@ -12,16 +12,18 @@
 //! container image) or uploaded by Dask ([`WorkerProgram::upload`]), which loses the exec
 //! bit on the way: the bridge restores it.
 //!
-//! This is the transport; the scheduler's Dask backend (attempts in, results kept on the
-//! cluster) is built on it.
+//! [`DaskExecutor`] makes a cluster an executor: `flow.executor(DaskExecutor::local(2))`
+//! runs the flow's task attempts there (the scheduler stays in this program).
 
 use std::io::{self, BufRead, BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use flow_runtime::wire::WireAttempt;
-use flow_runtime::worker::frame::{self, Frame, FrameError, Hello};
+use flow_runtime::worker::frame::{self, Frame, FrameError, Hello, Refused};
 use flow_runtime::worker::{self, Reply};
+use flow_runtime::{ClusterConnection, ClusterExecutor, ClusterReply, Executor};
+use tokio::sync::mpsc;
 
 /// The bridge, shipped inside the crate.
 const BRIDGE: &str = include_str!("../python/tideflow_bridge.py");
@@ -111,6 +113,14 @@ pub enum DaskError {
     /// The bridge went away or wrote something that is not a frame.
     #[error("the Dask bridge: {0}")]
     Frame(#[from] FrameError),
+    /// Not the address of a Dask scheduler.
+    #[error("`{given}` is not a Dask scheduler's address ({reason}): write it as `tcp://host:port`")]
+    Address {
+        /// What was given.
+        given: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// A running bridge to a Dask cluster.
@@ -272,5 +282,211 @@ impl DaskBridge {
         let DaskBridge { mut child, input, .. } = self;
         drop(input);
         child.wait()
+    }
+}
+
+impl DaskBridge {
+    /// This bridge as one flow run's connection: replies are read on a thread of their
+    /// own and handed to the scheduler.
+    fn into_connection(self, max_concurrency: usize) -> DaskConnection {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let DaskBridge {
+            child,
+            input,
+            mut output,
+            scheduler,
+            _dir,
+            ..
+        } = self;
+        let where_ = scheduler.clone();
+        let reader = std::thread::Builder::new()
+            .name("tideflow-dask-replies".into())
+            .spawn(move || loop {
+                let (reply, last) = match frame::read(&mut output) {
+                    Ok(Frame::Ended(ticket, end)) => (ClusterReply::Ended(ticket, end), false),
+                    Ok(Frame::Refused(Refused {
+                        ticket: Some(ticket),
+                        message,
+                    })) => (ClusterReply::Refused(ticket, message), false),
+                    Ok(Frame::Refused(Refused {
+                        ticket: None,
+                        message,
+                    })) => (ClusterReply::Lost(message), true),
+                    Ok(_) => (
+                        ClusterReply::Lost("the Dask bridge sent a frame only a coordinator sends".into()),
+                        true,
+                    ),
+                    Err(FrameError::Closed) => (
+                        ClusterReply::Lost(format!(
+                            "the Dask bridge to {where_} stopped; its errors are above"
+                        )),
+                        true,
+                    ),
+                    Err(e) => (
+                        ClusterReply::Lost(format!("the Dask bridge to {where_}: {e}")),
+                        true,
+                    ),
+                };
+                if tx.send(reply).is_err() || last {
+                    return;
+                }
+            });
+        DaskConnection {
+            child,
+            input: Some(input),
+            replies: rx,
+            max_concurrency,
+            _reader: reader.ok(),
+            _dir,
+        }
+    }
+}
+
+/// One flow run's connection to a Dask cluster, through its bridge.
+struct DaskConnection {
+    child: Child,
+    input: Option<BufWriter<ChildStdin>>,
+    replies: mpsc::UnboundedReceiver<ClusterReply>,
+    max_concurrency: usize,
+    _reader: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl ClusterConnection for DaskConnection {
+    fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+
+    fn submit(&mut self, attempt: &WireAttempt) -> Result<(), String> {
+        let input = self.input.as_mut().ok_or("the run was cancelled")?;
+        frame::write(input, &Frame::Attempt(attempt.clone())).map_err(|e| format!("the Dask bridge: {e}"))
+    }
+
+    fn replies(&mut self) -> &mut mpsc::UnboundedReceiver<ClusterReply> {
+        &mut self.replies
+    }
+
+    fn cancel(&mut self) {
+        // The bridge lets what runs finish, then stops (and a local cluster with it).
+        self.input = None;
+    }
+}
+
+impl Drop for DaskConnection {
+    fn drop(&mut self) {
+        // Closing the bridge's input stops it once what runs is done; it is not waited
+        // for here (this is the scheduler's thread).
+        self.input = None;
+        let _ = self.child.try_wait();
+    }
+}
+
+/// Runs a flow's task attempts on a Dask cluster: `flow.executor(DaskExecutor::local(2))`.
+///
+/// The flow's scheduler stays in this program; each attempt of a task that can cross a
+/// process runs on a Dask worker, in a long-lived worker process of this same program
+/// (whose `main` must call `tideflow::worker::serve_if_worker()` first). Local tasks,
+/// subflows and the gates of an `if` run here. Each flow run starts its own bridge (and,
+/// for [`DaskExecutor::local`], its own cluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaskExecutor {
+    cluster: Cluster,
+    program: Option<WorkerProgram>,
+    python: Option<PathBuf>,
+    max_concurrency: usize,
+}
+
+impl DaskExecutor {
+    /// A running Dask scheduler at `address` (`tcp://host:port`, or `host:port`).
+    ///
+    /// # Errors
+    /// [`DaskError::Address`] for something that is not such an address.
+    pub fn connect(address: &str) -> Result<Self, DaskError> {
+        let bad = |reason: &str| DaskError::Address {
+            given: address.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let rest = match address.split_once("://") {
+            Some(("tcp" | "tls" | "ws" | "wss", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(bad(&format!(
+                    "`{scheme}` is not a Dask protocol (tcp, tls, ws, wss)"
+                )))
+            }
+            None => address,
+        };
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("it has no port"))?;
+        if host.is_empty() {
+            return Err(bad("it has no host"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| bad(&format!("`{port}` is not a port")))?;
+        let address = if address.contains("://") {
+            address.to_owned()
+        } else {
+            format!("tcp://{address}")
+        };
+        Ok(DaskExecutor {
+            cluster: Cluster::Connect(address),
+            program: None,
+            python: None,
+            max_concurrency: 256,
+        })
+    }
+
+    /// A local cluster of `n_workers` worker processes on 127.0.0.1, for a laptop and for
+    /// tests, started for each flow run and stopped after it.
+    pub fn local(n_workers: usize) -> Self {
+        DaskExecutor {
+            cluster: Cluster::Local(n_workers.max(1)),
+            program: None,
+            python: None,
+            max_concurrency: 256,
+        }
+    }
+
+    /// The program the workers run (by default this one, from its path).
+    pub fn program(mut self, program: WorkerProgram) -> Self {
+        self.program = Some(program);
+        self
+    }
+
+    /// The Python that runs the bridge (by default `TIDEFLOW_PYTHON`, else `python3`).
+    pub fn python(mut self, python: impl Into<PathBuf>) -> Self {
+        self.python = Some(python.into());
+        self
+    }
+
+    /// At most this many task runs on the cluster at once (256 by default).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+}
+
+impl flow_runtime::Cluster for DaskExecutor {
+    fn describe(&self) -> String {
+        match &self.cluster {
+            Cluster::Connect(addr) => format!("dask {addr}"),
+            Cluster::Local(n) => format!("dask local cluster of {n} worker(s)"),
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn ClusterConnection>, String> {
+        let program = match &self.program {
+            Some(p) => p.clone(),
+            None => {
+                WorkerProgram::this_program().map_err(|e| format!("cannot find this program's path: {e}"))?
+            }
+        };
+        let python = self.python.clone().unwrap_or_else(python);
+        let bridge = DaskBridge::start_with(&python, &self.cluster, &program).map_err(|e| e.to_string())?;
+        Ok(Box::new(bridge.into_connection(self.max_concurrency)))
+    }
+}
+
+impl From<DaskExecutor> for Executor {
+    fn from(e: DaskExecutor) -> Self {
+        Executor::Cluster(ClusterExecutor::new(e))
     }
 }

@@ -81,7 +81,8 @@ impl Default for LocalExecutor {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SequentialExecutor;
 
-/// The executor a flow runs on; built from [`LocalExecutor`] or [`SequentialExecutor`].
+/// The executor a flow runs on; built from [`LocalExecutor`], [`SequentialExecutor`] or
+/// a cluster executor (`DaskExecutor`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Executor {
@@ -89,6 +90,94 @@ pub enum Executor {
     Local(LocalExecutor),
     /// See [`SequentialExecutor`].
     Sequential,
+    /// Task attempts run on a cluster: see [`Cluster`].
+    Cluster(ClusterExecutor),
+}
+
+/// A cluster that runs task attempts in other processes, as a backend of the engine
+/// (implemented by `DaskExecutor` in the `flow-dask` crate).
+///
+/// Each flow run opens one [`ClusterConnection`]. Attempts cross in their wire form
+/// ([`crate::wire`]); tasks that cannot cross (`#[task(local)]`, subflows, the gates and
+/// merges of an `if`) run on a local backend beside it.
+pub trait Cluster: Send + Sync + 'static {
+    /// How the cluster is named in messages (`dask tcp://127.0.0.1:8786`).
+    fn describe(&self) -> String;
+
+    /// Opens a connection for one flow run.
+    ///
+    /// # Errors
+    /// Why the cluster cannot be used: the flow run fails with this message before any
+    /// task runs.
+    fn open(&self) -> Result<Box<dyn ClusterConnection>, String>;
+}
+
+/// One flow run's connection to a [`Cluster`].
+pub trait ClusterConnection: Send + 'static {
+    /// At most this many task runs in flight at once.
+    fn max_concurrency(&self) -> usize;
+
+    /// Sends an attempt; its end comes back as a [`ClusterReply`].
+    ///
+    /// # Errors
+    /// The attempt could not be sent: it ends `Failed` with this message.
+    fn submit(&mut self, attempt: &crate::wire::WireAttempt) -> Result<(), String>;
+
+    /// Where the replies come, in the order the cluster gives them.
+    fn replies(&mut self) -> &mut tokio::sync::mpsc::UnboundedReceiver<ClusterReply>;
+
+    /// The run was cancelled: nothing sent will be waited for.
+    fn cancel(&mut self);
+}
+
+/// What a cluster answers.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClusterReply {
+    /// The attempt of this ticket ended.
+    Ended(u32, crate::wire::WireEnd),
+    /// The attempt of this ticket did not run (a worker process that died, a task the
+    /// worker does not know): it ends `Failed` with the message and is retried like any
+    /// failure.
+    Refused(u32, String),
+    /// The connection is gone (the bridge or the scheduler went away): every attempt in
+    /// flight ends `Failed` with the message.
+    Lost(String),
+}
+
+/// A [`Cluster`] as an [`Executor`]: shared by every flow run that uses it.
+#[derive(Clone)]
+pub struct ClusterExecutor(std::sync::Arc<dyn Cluster>);
+
+impl ClusterExecutor {
+    /// Wraps a cluster.
+    pub fn new(cluster: impl Cluster) -> Self {
+        ClusterExecutor(std::sync::Arc::new(cluster))
+    }
+
+    pub(crate) fn cluster(&self) -> &dyn Cluster {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for ClusterExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.describe())
+    }
+}
+
+impl PartialEq for ClusterExecutor {
+    /// The same cluster value.
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ClusterExecutor {}
+
+impl From<ClusterExecutor> for Executor {
+    fn from(e: ClusterExecutor) -> Self {
+        Executor::Cluster(e)
+    }
 }
 
 impl Default for Executor {

@@ -30,7 +30,9 @@ pub use context::{FlowRunId, InvalidRunId, Secret, SecretError, TaskContext, Tas
 pub use engine::wire;
 pub use error::{FlowError, SignalKind, TaskError};
 pub use event::{Delivery, Received, RunEvent, Subscription};
-pub use executor::{Executor, LocalExecutor, SequentialExecutor};
+pub use executor::{
+    Cluster, ClusterConnection, ClusterExecutor, ClusterReply, Executor, LocalExecutor, SequentialExecutor,
+};
 pub use flow::Flow;
 pub use graph::{Graph, Input, Node, NodeId, NodeKind, ParamSpec, Source};
 pub use handle::RunHandle;

@@ -29,7 +29,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinSet;
 use tracing::{Dispatch, Instrument as _, Span};
 
-use super::backend::{panic_message, Attempt, AttemptEnd, Backend, Ended, Report, Submitted};
+use super::backend::{
+    panic_message, Attempt, AttemptEnd, Backend, Ended, Report, Runner, SequentialBackend, Submitted,
+};
 use super::plan::{self, NodePlan, UpRef};
 use super::store_work::StoreWork;
 use super::transition::{Clock, FullName, Stamp, Transitions, UpId};
@@ -235,6 +237,8 @@ struct Scheduler {
     tr: Transitions,
     control: Option<UnboundedReceiver<Control>>,
     cancelled: bool,
+    /// Why the executor cannot be used, when it cannot: no task runs.
+    unusable: Option<String>,
 }
 
 impl Scheduler {
@@ -249,7 +253,7 @@ impl Scheduler {
         let plans = plan::plan(&graph, options.keep_results);
         let tag_limits = match &options.executor {
             crate::Executor::Local(e) => e.tag_limits.clone(),
-            crate::Executor::Sequential => Vec::new(),
+            crate::Executor::Sequential | crate::Executor::Cluster(_) => Vec::new(),
         };
         // Per node: the limited tags its task carries (indices into `tag_limits`).
         let limited_tags: Vec<Vec<u16>> = graph
@@ -298,7 +302,14 @@ impl Scheduler {
                 persist_all: options.persist_all,
             })
         });
-        let backend = Backend::new(&options.executor, &graph, span, inherited);
+        let (backend, unusable) = match Backend::new(&options.executor, &graph, span.clone(), inherited) {
+            Ok(b) => (b, None),
+            // Nothing will run: the run fails at once, naming why.
+            Err(e) => (
+                Backend::Sequential(SequentialBackend::new(Runner::new(span, None))),
+                Some(e),
+            ),
+        };
         let clock = Clock::start();
         let tr = Transitions::new(
             graph.name,
@@ -324,6 +335,7 @@ impl Scheduler {
             tr,
             control,
             cancelled: false,
+            unusable,
         };
         let s = Static {
             params_json: Arc::new(params_json),
@@ -342,8 +354,10 @@ impl Scheduler {
     async fn run(mut self, s: &Static) -> RunRecord {
         let started_at = SystemTime::now();
         self.tr.flow(State::Running, Vec::new());
-        self.newly_ready
-            .extend((0..s.plans.len()).rev().filter(|&x| s.plans[x].waits == 0));
+        if self.unusable.is_none() {
+            self.newly_ready
+                .extend((0..s.plans.len()).rev().filter(|&x| s.plans[x].waits == 0));
+        }
         loop {
             if !self.cancelled {
                 self.pump(s);
@@ -461,10 +475,15 @@ impl Scheduler {
         // Task runs that never ended: cancelled ones, or (a cycle in a hand-built graph,
         // a lost task run) ones that fail the flow whatever its reference tasks.
         const NEVER: &str = "never ran: the flow run ended before its upstream tasks were final";
+        let unusable = self.unusable.clone();
         let unfinished = |cancelled: bool| {
             if cancelled {
                 State::Cancelled {
                     message: CANCELLED.to_owned(),
+                }
+            } else if let Some(why) = &unusable {
+                State::Failed {
+                    message: format!("never ran: {why}"),
                 }
             } else {
                 State::Failed {
@@ -507,6 +526,8 @@ impl Scheduler {
             State::Cancelled {
                 message: "cancelled while it ran".to_owned(),
             }
+        } else if let Some(why) = &self.unusable {
+            State::Failed { message: why.clone() }
         } else if failed {
             State::Failed {
                 message: failure_message(s, &self.nodes),

@@ -10,6 +10,7 @@
 //! The form of an attempt and of its end that can cross a process is in
 //! [`super::wire`].
 
+mod cluster;
 mod local;
 mod sequential;
 
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use tracing::{Instrument as _, Span};
 
+use self::cluster::ClusterBackend;
 pub(crate) use self::local::LocalBackend;
 pub(crate) use self::sequential::SequentialBackend;
 use super::Inherited;
@@ -108,21 +110,34 @@ pub(crate) enum Backend {
     Local(LocalBackend),
     /// See [`SequentialBackend`].
     Sequential(SequentialBackend),
+    /// See [`ClusterBackend`].
+    Cluster(ClusterBackend),
 }
 
 impl Backend {
     /// The backend an executor stands for, for one run of `graph`.
+    ///
+    /// # Errors
+    /// A cluster that cannot be used: why.
     pub(crate) fn new(
         executor: &Executor,
         graph: &Graph,
         span: Span,
         inherited: Option<Arc<Inherited>>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let runner = Runner { span, inherited };
-        match executor {
+        Ok(match executor {
             Executor::Local(e) => Backend::Local(LocalBackend::new(e, graph, runner)),
             Executor::Sequential => Backend::Sequential(SequentialBackend::new(runner)),
-        }
+            Executor::Cluster(c) => {
+                let conn = c
+                    .cluster()
+                    .open()
+                    .map_err(|e| format!("cannot use the cluster ({}): {e}", c.cluster().describe()))?;
+                let local = LocalBackend::new(&crate::LocalExecutor::new(), graph, runner);
+                Backend::Cluster(ClusterBackend::new(conn, local))
+            }
+        })
     }
 
     /// At most this many task runs in flight at once.
@@ -130,6 +145,7 @@ impl Backend {
         match self {
             Backend::Local(b) => b.max_concurrency(),
             Backend::Sequential(_) => 1,
+            Backend::Cluster(b) => b.max_concurrency(),
         }
     }
 
@@ -139,6 +155,7 @@ impl Backend {
         match self {
             Backend::Local(b) => b.submit(attempt),
             Backend::Sequential(b) => b.submit(attempt),
+            Backend::Cluster(b) => b.submit(attempt),
         }
     }
 
@@ -147,6 +164,7 @@ impl Backend {
         match self {
             Backend::Local(b) => b.next().await,
             Backend::Sequential(b) => b.next().await,
+            Backend::Cluster(b) => b.next().await,
         }
     }
 
@@ -156,6 +174,7 @@ impl Backend {
         match self {
             Backend::Local(b) => b.try_next_pooled(),
             Backend::Sequential(_) => None,
+            Backend::Cluster(b) => b.try_next_pooled(),
         }
     }
 
@@ -165,6 +184,7 @@ impl Backend {
         match self {
             Backend::Local(b) => b.try_next_async(),
             Backend::Sequential(_) => None,
+            Backend::Cluster(b) => b.try_next_async(),
         }
     }
 
@@ -178,6 +198,7 @@ impl Backend {
                 b.cancel();
                 Vec::new()
             }
+            Backend::Cluster(b) => b.cancel(),
         }
     }
 
@@ -187,6 +208,7 @@ impl Backend {
         match self {
             Backend::Local(b) => b.close().await,
             Backend::Sequential(b) => b.close().await,
+            Backend::Cluster(b) => b.close().await,
         }
     }
 }

@@ -18,7 +18,7 @@ pub(crate) struct SequentialBackend {
 }
 
 impl SequentialBackend {
-    pub(super) fn new(runner: Runner) -> Self {
+    pub(crate) fn new(runner: Runner) -> Self {
         SequentialBackend {
             runner,
             running: None,
