@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tideflow::dask::DaskExecutor;
 use tideflow::prelude::*;
 
 /// One yellow taxi trip, as in the TLC trip record files.
@@ -191,12 +192,20 @@ fn clean(chunk: Chunk, ctx: &TaskContext) -> Result<Chunk, TaskError> {
     Ok(Chunk { trips, ..chunk })
 }
 
-/// `--seed N`: the flaky source fails the same loads on every run.
+/// `--seed N`: the flaky source fails the same loads on every run. Worker processes on a
+/// local Dask cluster read it from the environment the coordinator passes on.
 static SEED: OnceLock<u64> = OnceLock::new();
+
+/// The variable `--seed` sets for worker processes.
+const SEED_VAR: &str = "GENEROUS_RIDERS_SEED";
 
 /// A number in `0..1` for this load of this chunk: random, or fixed by `--seed`.
 fn flaky_roll(chunk: &Chunk, attempt: u32) -> f64 {
-    match SEED.get() {
+    let seed = SEED
+        .get()
+        .copied()
+        .or_else(|| std::env::var(SEED_VAR).ok()?.parse().ok());
+    match seed {
         None => fastrand::f64(),
         Some(seed) => {
             let mut key = DefaultHasher::new();
@@ -266,13 +275,15 @@ flow! {
 }
 
 const USAGE: &str = "\
-usage: generous_riders [--graph] [--fast] [--seed N] [TRIPS.csv]
+usage: generous_riders [--graph] [--fast] [--seed N] [--dask ADDR | --dask-local N] [TRIPS.csv]
 
-  TRIPS.csv   a TLC yellow taxi trips CSV (default: examples/data/yellow_tripdata_sample.csv)
-  --graph     print the flow's graph (Mermaid) and exit
-  --fast      retry `clean` after 50 ms instead of 2 s (a per-flow task option override)
-  --seed N    make the flaky source fail the same loads on every run
-  RUST_LOG    log filter (default: info)";
+  TRIPS.csv        a TLC yellow taxi trips CSV (default: examples/data/yellow_tripdata_sample.csv)
+  --graph          print the flow's graph (Mermaid) and exit
+  --fast           retry `clean` after 50 ms instead of 2 s (a per-flow task option override)
+  --seed N         make the flaky source fail the same loads on every run
+  --dask ADDR      run the tasks on the Dask scheduler at ADDR (tcp://host:port)
+  --dask-local N   run the tasks on a local Dask cluster of N workers
+  RUST_LOG         log filter (default: info)";
 
 #[tokio::main]
 async fn main() -> Result<(), FlowError> {
@@ -292,6 +303,7 @@ async fn main() -> Result<(), FlowError> {
     let mut graph = false;
     let mut fast = false;
     let mut path = None;
+    let mut dask: Option<DaskExecutor> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -303,6 +315,24 @@ async fn main() -> Result<(), FlowError> {
                 }
                 None => {
                     eprintln!("--seed takes a whole number\n{USAGE}");
+                    std::process::exit(2);
+                }
+            },
+            "--dask" => match args.next().map(|a| DaskExecutor::connect(&a)) {
+                Some(Ok(executor)) => dask = Some(executor),
+                Some(Err(e)) => {
+                    eprintln!("{e}\n{USAGE}");
+                    std::process::exit(2);
+                }
+                None => {
+                    eprintln!("--dask takes a scheduler address\n{USAGE}");
+                    std::process::exit(2);
+                }
+            },
+            "--dask-local" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => dask = Some(DaskExecutor::local(n)),
+                None => {
+                    eprintln!("--dask-local takes a number of workers\n{USAGE}");
                     std::process::exit(2);
                 }
             },
@@ -332,6 +362,13 @@ async fn main() -> Result<(), FlowError> {
     if graph {
         println!("{}", flow.to_mermaid());
         return Ok(());
+    }
+    if let Some(executor) = dask {
+        if let Some(seed) = SEED.get() {
+            // Before the cluster starts, so that its worker processes inherit it.
+            std::env::set_var(SEED_VAR, seed.to_string());
+        }
+        flow = flow.executor(executor);
     }
 
     let run = flow.run().await;

@@ -25,6 +25,7 @@ use std::fmt;
 use std::io::IsTerminal;
 
 use serde::{Deserialize, Deserializer, Serialize};
+use tideflow::dask::DaskExecutor;
 use tideflow::prelude::*;
 
 /// The columns of the UCI incident event log, in order.
@@ -420,12 +421,14 @@ flow! {
 }
 
 const USAGE: &str = "\
-usage: ticket_model_evaluation [--trial N] [--batch-size N] [--graph] [EVENTS.csv]
+usage: ticket_model_evaluation [--trial N] [--batch-size N] [--graph] [--dask ADDR | --dask-local N] [EVENTS.csv]
 
   EVENTS.csv      an incident event log CSV (default: examples/data/incident_event_log_sample.csv)
   --trial N       the trial id, which seeds the sample (default: 1)
   --batch-size N  tickets per trial (default: 1000)
   --graph         print the flow's graph (Mermaid) and exit
+  --dask ADDR     run the tasks on the Dask scheduler at ADDR (tcp://host:port)
+  --dask-local N  run the tasks on a local Dask cluster of N workers
   RUST_LOG        log filter (default: info)";
 
 fn usage_error(message: &str) -> ! {
@@ -462,6 +465,15 @@ async fn main() -> Result<(), FlowError> {
             "--batch-size" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
                 Some(n) => flow = flow.with_param("batch_size", n)?,
                 None => usage_error("--batch-size takes a whole number"),
+            },
+            "--dask" => match args.next().map(|a| DaskExecutor::connect(&a)) {
+                Some(Ok(executor)) => flow = flow.executor(executor),
+                Some(Err(e)) => usage_error(&e.to_string()),
+                None => usage_error("--dask takes a scheduler address"),
+            },
+            "--dask-local" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => flow = flow.executor(DaskExecutor::local(n)),
+                None => usage_error("--dask-local takes a number of workers"),
             },
             "-h" | "--help" => {
                 println!("{USAGE}");

@@ -6,7 +6,9 @@
 //! makes in `target/dask-venv`. Without one they say so loudly and pass, except under CI
 //! (`CI` set), where they fail.
 
-use std::path::PathBuf;
+mod common;
+
+use common::python;
 use std::time::SystemTime;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,28 +80,6 @@ flow! {
     fn survives_a_dead_worker_process() -> u64 {
         dies_once(7)
     }
-}
-
-/// The Python to run the bridge with, or `None` (after saying so) when there is none.
-fn python() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("TIDEFLOW_PYTHON").map(PathBuf::from),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/dask-venv/bin/python")),
-    ];
-    for p in candidates.into_iter().flatten() {
-        let ok = std::process::Command::new(&p)
-            .args(["-c", "import distributed"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(p);
-        }
-    }
-    let message = "NOT RUN: the Dask tests need Python with Dask's client; run `.ci/dask-venv` (or set \
-                   TIDEFLOW_PYTHON) and run them again";
-    assert!(std::env::var_os("CI").is_none(), "{message}");
-    eprintln!("\n*** {message} ***\n");
-    None
 }
 
 fn attempt<Tk: Task>(ticket: u32, x: u64) -> WireAttempt {
@@ -303,8 +283,10 @@ fn a_scheduler_address_is_checked() {
          wss)): write it as `tcp://host:port`"
     );
     let err = DaskExecutor::connect("tcp://localhost").expect_err("no port");
-    assert_eq!(
-        err.to_string(),
-        "`tcp://localhost` is not a Dask scheduler's address (it has no port): write it as `tcp://host:port`"
-    );
+    let message =
+        "`tcp://localhost` is not a Dask scheduler's address (it has no port): write it as `tcp://host:port`";
+    assert_eq!(err.to_string(), message);
+    // `?` in a `main` that returns `FlowError` keeps the message.
+    let as_flow_error: FlowError = err.into();
+    assert_eq!(as_flow_error.to_string(), message);
 }

@@ -14,7 +14,30 @@ mod nyc_taxi_tips;
 #[path = "../examples/ticket_model_evaluation.rs"]
 mod ticket_model_evaluation;
 
+mod common;
+
 use ticket_model_evaluation::{Ticket, TrialSummary};
+
+/// What each Dask worker runs when a test below uses a Dask cluster.
+#[test]
+fn tideflow_worker() {
+    tideflow::worker::serve_if_worker();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ticket_pipeline_gives_the_same_summary_on_a_dask_cluster() {
+    let Some(python) = common::python() else {
+        return;
+    };
+    let local = ticket_model_evaluation::ticket_model_evaluation().run().await;
+    let on_dask = ticket_model_evaluation::ticket_model_evaluation()
+        .executor(tideflow::dask::DaskExecutor::local(2).python(python))
+        .run()
+        .await;
+    let expected: &TrialSummary = local.output().expect("the pipeline succeeds locally");
+    assert_eq!(on_dask.output(), Ok(expected), "{}", on_dask.summary());
+    assert!(on_dask.tasks().iter().all(|t| t.state().is_success()));
+}
 
 const TRIPS: &str = "examples/data/yellow_tripdata_sample.csv";
 const INCIDENTS: &str = "examples/data/incident_event_log_sample.csv";

@@ -301,35 +301,11 @@ impl DaskBridge {
         let where_ = scheduler.clone();
         let reader = std::thread::Builder::new()
             .name("tideflow-dask-replies".into())
-            .spawn(move || loop {
-                let (reply, last) = match frame::read(&mut output) {
-                    Ok(Frame::Ended(ticket, end)) => (ClusterReply::Ended(ticket, end), false),
-                    Ok(Frame::Refused(Refused {
-                        ticket: Some(ticket),
-                        message,
-                    })) => (ClusterReply::Refused(ticket, message), false),
-                    Ok(Frame::Refused(Refused {
-                        ticket: None,
-                        message,
-                    })) => (ClusterReply::Lost(message), true),
-                    Ok(_) => (
-                        ClusterReply::Lost("the Dask bridge sent a frame only a coordinator sends".into()),
-                        true,
-                    ),
-                    Err(FrameError::Closed) => (
-                        ClusterReply::Lost(format!(
-                            "the Dask bridge to {where_} stopped; its errors are above"
-                        )),
-                        true,
-                    ),
-                    Err(e) => (
-                        ClusterReply::Lost(format!("the Dask bridge to {where_}: {e}")),
-                        true,
-                    ),
-                };
-                if tx.send(reply).is_err() || last {
-                    return;
-                }
+            .spawn(move || {
+                // The bridge's folder (Dask's scratch space in it) goes once the bridge
+                // has closed its output, that is, once it and its cluster have stopped.
+                let _dir = _dir;
+                read_replies(&mut output, &tx, &where_);
             });
         DaskConnection {
             child,
@@ -337,7 +313,42 @@ impl DaskBridge {
             replies: rx,
             max_concurrency,
             _reader: reader.ok(),
-            _dir,
+        }
+    }
+}
+
+/// Hands every reply of the bridge to the scheduler, until the bridge stops.
+fn read_replies(output: &mut BufReader<ChildStdout>, tx: &mpsc::UnboundedSender<ClusterReply>, where_: &str) {
+    loop {
+        let (reply, last) = match frame::read(output) {
+            Ok(Frame::Ended(ticket, end)) => (ClusterReply::Ended(ticket, end), false),
+            Ok(Frame::Refused(Refused {
+                ticket: Some(ticket),
+                message,
+            })) => (ClusterReply::Refused(ticket, message), false),
+            Ok(Frame::Refused(Refused {
+                ticket: None,
+                message,
+            })) => (ClusterReply::Lost(message), true),
+            Ok(_) => (
+                ClusterReply::Lost("the Dask bridge sent a frame only a coordinator sends".into()),
+                true,
+            ),
+            Err(FrameError::Closed) => (
+                ClusterReply::Lost(format!(
+                    "the Dask bridge to {where_} stopped; its errors are above"
+                )),
+                true,
+            ),
+            Err(e) => (
+                ClusterReply::Lost(format!("the Dask bridge to {where_}: {e}")),
+                true,
+            ),
+        };
+        // A run that ended no longer listens; the bridge is still read to its end.
+        let _ = tx.send(reply);
+        if last {
+            return;
         }
     }
 }
@@ -349,7 +360,6 @@ struct DaskConnection {
     replies: mpsc::UnboundedReceiver<ClusterReply>,
     max_concurrency: usize,
     _reader: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
 }
 
 impl ClusterConnection for DaskConnection {
@@ -482,6 +492,13 @@ impl flow_runtime::Cluster for DaskExecutor {
         let python = self.python.clone().unwrap_or_else(python);
         let bridge = DaskBridge::start_with(&python, &self.cluster, &program).map_err(|e| e.to_string())?;
         Ok(Box::new(bridge.into_connection(self.max_concurrency)))
+    }
+}
+
+impl From<DaskError> for flow_runtime::FlowError {
+    /// So that `?` works in a `main` returning `Result<(), FlowError>`.
+    fn from(e: DaskError) -> Self {
+        flow_runtime::FlowError::Executor(e.to_string())
     }
 }
 

@@ -195,6 +195,9 @@ pub enum FlowError {
         /// What went wrong.
         reason: String,
     },
+    /// An executor that cannot be set up as asked (a cluster address that is not one).
+    #[error("{0}")]
+    Executor(String),
 }
 
 fn describe_failures(failed: &[(String, String)]) -> String {
