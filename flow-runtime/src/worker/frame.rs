@@ -15,11 +15,10 @@
 //! bytes) without reading them.
 
 use std::io::{self, Read, Write};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::context::TaskRunId;
 use crate::engine::wire::{WireAttempt, WireContext, WireEnd, WireInput, WireSignal};
 
 /// What a worker writes before its first frame (a test binary's harness may print a line
@@ -45,27 +44,15 @@ pub struct Hello {
     pub pid: u32,
 }
 
-/// An attempt, without its inputs.
+/// An attempt, without its inputs (its first field, the ticket, is what a bridge reads).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AttemptHeader {
     /// The coordinator's handle on the task run.
     pub ticket: u32,
     /// The task's registered key.
     pub task_key: String,
-    /// The task run.
-    pub task_run_id: TaskRunId,
-    /// The flow's name.
-    pub flow: String,
-    /// The task's name.
-    pub task: String,
-    /// The task's name in the flow.
-    pub binding: String,
-    /// The attempt, from 1.
-    pub attempt: u32,
-    /// When it was scheduled to start.
-    pub scheduled_start: SystemTime,
-    /// The run's parameters, as JSON text.
-    pub parameters: String,
+    /// What the body may read of its run.
+    pub context: WireContext,
     /// How long it may run.
     pub timeout: Option<Duration>,
 }
@@ -178,13 +165,7 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
             let header = AttemptHeader {
                 ticket: a.ticket,
                 task_key: a.task_key.clone(),
-                task_run_id: a.context.task_run_id,
-                flow: a.context.flow.clone(),
-                task: a.context.task.clone(),
-                binding: a.context.binding.clone(),
-                attempt: a.context.attempt,
-                scheduled_start: a.context.scheduled_start,
-                parameters: serde_json::to_string(&a.context.parameters).unwrap_or_else(|_| "{}".into()),
+                context: a.context.clone(),
                 timeout: a.timeout,
             };
             let header = msgpack(&header);
@@ -293,21 +274,11 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
                 inputs.push(WireInput::Encoded(cur.part(&format!("input {i}"))?.to_vec()));
             }
             cur.end("attempt")?;
-            let parameters = serde_json::from_str(&header.parameters)
-                .map_err(|e| malformed(format!("the attempt's parameters are not a JSON object: {e}")))?;
             Ok(Frame::Attempt(WireAttempt {
                 ticket: header.ticket,
                 task_key: header.task_key,
                 inputs,
-                context: WireContext {
-                    task_run_id: header.task_run_id,
-                    flow: header.flow,
-                    task: header.task,
-                    binding: header.binding,
-                    attempt: header.attempt,
-                    scheduled_start: header.scheduled_start,
-                    parameters,
-                },
+                context: header.context,
                 timeout: header.timeout,
             }))
         }
