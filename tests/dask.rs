@@ -290,3 +290,48 @@ fn a_scheduler_address_is_checked() {
     let as_flow_error: FlowError = err.into();
     assert_eq!(as_flow_error.to_string(), message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_of_one_executor_share_its_cluster_until_it_is_closed() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dask = DaskExecutor::local(2).python(python);
+    assert_eq!(dask.scheduler_address(), None, "started by the first run");
+    let first = on_the_cluster().with_param("n", 5).expect("n").executor(dask.clone());
+    let second = on_the_cluster().with_param("n", 7).expect("n").executor(dask.clone());
+    // Two runs at once, one cluster.
+    let (a, b) = tokio::join!(first.run(), second.run());
+    assert_eq!(a.output(), Ok(&15), "{}", a.summary());
+    assert_eq!(b.output(), Ok(&28), "{}", b.summary());
+    let address = dask.scheduler_address().expect("the cluster is up between runs");
+    let again = on_the_cluster().executor(dask.clone()).run().await;
+    assert_eq!(again.output(), Ok(&210));
+    assert_eq!(dask.scheduler_address(), Some(address));
+
+    dask.close();
+    assert_eq!(dask.scheduler_address(), None);
+    // A later run starts it again.
+    let after = on_the_cluster().with_param("n", 3).expect("n").executor(dask.clone()).run().await;
+    assert_eq!(after.output(), Ok(&6), "{}", after.summary());
+    assert!(dask.scheduler_address().is_some());
+    dask.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_cluster_stops_after_its_idle_timeout() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dask = DaskExecutor::local(1)
+        .python(python)
+        .idle_timeout(std::time::Duration::from_millis(200));
+    let run = on_the_cluster().with_param("n", 2).expect("n").executor(dask.clone()).run().await;
+    assert_eq!(run.output(), Ok(&3));
+    // Waiting for a real process to stop: polled, with a generous bound.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while dask.scheduler_address().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the idle cluster did not stop");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

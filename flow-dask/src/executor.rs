@@ -1,0 +1,391 @@
+//! `DaskExecutor`: a Dask cluster as a tideflow executor, one bridge shared by the runs.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use flow_runtime::wire::WireAttempt;
+use flow_runtime::worker::frame::{self, Frame, FrameError, Refused};
+use flow_runtime::{ClusterConnection, ClusterExecutor, ClusterReply, Executor};
+use tokio::sync::mpsc;
+
+use crate::bridge::{python, Cluster, DaskBridge, DaskError, WorkerProgram};
+
+/// How long a cluster with no run stays up by default.
+const IDLE: Duration = Duration::from_secs(20 * 60);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Runs a flow's task attempts on a Dask cluster: `flow.executor(DaskExecutor::local(2))`.
+///
+/// The flow's scheduler stays in this program; each attempt of a task that can cross a
+/// process runs on a Dask worker, in a long-lived worker process of this same program
+/// (whose `main` must call `tideflow::worker::serve_if_worker()` first). Local tasks,
+/// subflows and the gates of an `if` run here.
+///
+/// The runs of one `DaskExecutor` (and of its clones) share one bridge, and so one
+/// cluster: started by the first run, it stays up while runs use it, and stops after
+/// [`DaskExecutor::idle_timeout`] without one (20 minutes by default) or on
+/// [`DaskExecutor::close`]. A later run starts it again.
+#[derive(Clone)]
+pub struct DaskExecutor {
+    config: Arc<Config>,
+    hub: Arc<Mutex<Option<Arc<Hub>>>>,
+}
+
+struct Config {
+    cluster: Cluster,
+    program: Option<WorkerProgram>,
+    python: Option<PathBuf>,
+    max_concurrency: usize,
+    idle: Duration,
+}
+
+impl std::fmt::Debug for DaskExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&flow_runtime::Cluster::describe(self))
+    }
+}
+
+impl DaskExecutor {
+    fn new(cluster: Cluster) -> Self {
+        DaskExecutor {
+            config: Arc::new(Config {
+                cluster,
+                program: None,
+                python: None,
+                max_concurrency: 256,
+                idle: IDLE,
+            }),
+            hub: Arc::default(),
+        }
+    }
+
+    fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config {
+            cluster: self.config.cluster.clone(),
+            program: self.config.program.clone(),
+            python: self.config.python.clone(),
+            max_concurrency: self.config.max_concurrency,
+            idle: self.config.idle,
+        };
+        change(&mut config);
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// A running Dask scheduler at `address` (`tcp://host:port`, or `host:port`).
+    ///
+    /// # Errors
+    /// [`DaskError::Address`] for something that is not such an address.
+    pub fn connect(address: &str) -> Result<Self, DaskError> {
+        let bad = |reason: &str| DaskError::Address {
+            given: address.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let rest = match address.split_once("://") {
+            Some(("tcp" | "tls" | "ws" | "wss", rest)) => rest,
+            Some((scheme, _)) => {
+                return Err(bad(&format!(
+                    "`{scheme}` is not a Dask protocol (tcp, tls, ws, wss)"
+                )))
+            }
+            None => address,
+        };
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("it has no port"))?;
+        if host.is_empty() {
+            return Err(bad("it has no host"));
+        }
+        port.parse::<u16>()
+            .map_err(|_| bad(&format!("`{port}` is not a port")))?;
+        let address = if address.contains("://") {
+            address.to_owned()
+        } else {
+            format!("tcp://{address}")
+        };
+        Ok(Self::new(Cluster::Connect(address)))
+    }
+
+    /// A local cluster of `n_workers` worker processes on 127.0.0.1, for a laptop and for
+    /// tests, started by the first run that uses it.
+    pub fn local(n_workers: usize) -> Self {
+        Self::new(Cluster::Local(n_workers.max(1)))
+    }
+
+    /// The program the workers run (by default this one, from its path).
+    pub fn program(self, program: WorkerProgram) -> Self {
+        self.configure(|c| c.program = Some(program))
+    }
+
+    /// The Python that runs the bridge (by default `TIDEFLOW_PYTHON`, else `python3`).
+    pub fn python(self, python: impl Into<PathBuf>) -> Self {
+        let python = python.into();
+        self.configure(|c| c.python = Some(python))
+    }
+
+    /// At most this many task runs of one flow run on the cluster at once (256 by default).
+    pub fn max_concurrency(self, n: usize) -> Self {
+        self.configure(|c| c.max_concurrency = n.max(1))
+    }
+
+    /// How long the bridge (and a local cluster) stays up with no run using it.
+    pub fn idle_timeout(self, idle: Duration) -> Self {
+        self.configure(|c| c.idle = idle)
+    }
+
+    /// The address of the scheduler the runs use, while the bridge is up.
+    pub fn scheduler_address(&self) -> Option<String> {
+        lock(&self.hub)
+            .as_ref()
+            .filter(|h| h.is_alive())
+            .map(|h| h.scheduler.clone())
+    }
+
+    /// Stops the bridge (and a local cluster) now, once the attempts under way are done.
+    /// A later run starts it again.
+    pub fn close(&self) {
+        if let Some(hub) = lock(&self.hub).take() {
+            hub.close();
+        }
+    }
+
+    /// The shared bridge, started if there is none (or it went away).
+    fn hub(&self) -> Result<Arc<Hub>, String> {
+        let mut slot = lock(&self.hub);
+        if let Some(hub) = slot.as_ref().filter(|h| h.is_alive()) {
+            return Ok(Arc::clone(hub));
+        }
+        let c = &self.config;
+        let program = match &c.program {
+            Some(p) => p.clone(),
+            None => {
+                WorkerProgram::this_program().map_err(|e| format!("cannot find this program's path: {e}"))?
+            }
+        };
+        let python = c.python.clone().unwrap_or_else(python);
+        let bridge = DaskBridge::start_with(&python, &c.cluster, &program).map_err(|e| e.to_string())?;
+        let hub = Hub::start(bridge, c.idle);
+        *slot = Some(Arc::clone(&hub));
+        Ok(hub)
+    }
+}
+
+impl flow_runtime::Cluster for DaskExecutor {
+    fn describe(&self) -> String {
+        match &self.config.cluster {
+            Cluster::Connect(addr) => format!("dask {addr}"),
+            Cluster::Local(n) => format!("dask local cluster of {n} worker(s)"),
+        }
+    }
+
+    fn open(&self) -> Result<Box<dyn ClusterConnection>, String> {
+        let hub = self.hub()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        hub.runs.fetch_add(1, Ordering::SeqCst);
+        Ok(Box::new(Connection {
+            hub,
+            tx,
+            replies: rx,
+            mine: Vec::new(),
+            max_concurrency: self.config.max_concurrency,
+        }))
+    }
+}
+
+impl From<DaskError> for flow_runtime::FlowError {
+    /// So that `?` works in a `main` returning `Result<(), FlowError>`.
+    fn from(e: DaskError) -> Self {
+        flow_runtime::FlowError::Executor(e.to_string())
+    }
+}
+
+impl From<DaskExecutor> for Executor {
+    fn from(e: DaskExecutor) -> Self {
+        Executor::Cluster(ClusterExecutor::new(e))
+    }
+}
+
+/// Where each attempt's reply goes: its run, and its ticket there.
+type Routes = Mutex<HashMap<u32, (mpsc::UnboundedSender<ClusterReply>, u32)>>;
+
+/// One bridge shared by the runs of a `DaskExecutor`: each attempt crosses under a
+/// ticket of the hub's own, and its reply is routed back to its run.
+struct Hub {
+    input: Mutex<Option<BufWriter<ChildStdin>>>,
+    child: Mutex<Child>,
+    routes: Arc<Routes>,
+    next: AtomicU32,
+    /// Runs using the hub now.
+    runs: AtomicUsize,
+    /// When the last run stopped using it.
+    idle_since: Mutex<Instant>,
+    /// Why the bridge went away, once it did.
+    lost: Arc<Mutex<Option<String>>>,
+    scheduler: String,
+}
+
+impl Hub {
+    fn start(bridge: DaskBridge, idle: Duration) -> Arc<Hub> {
+        let parts = bridge.into_parts();
+        let routes: Arc<Routes> = Arc::default();
+        let lost: Arc<Mutex<Option<String>>> = Arc::default();
+        let hub = Arc::new(Hub {
+            input: Mutex::new(Some(parts.input)),
+            child: Mutex::new(parts.child),
+            routes: Arc::clone(&routes),
+            next: AtomicU32::new(1),
+            runs: AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+            lost: Arc::clone(&lost),
+            scheduler: parts.scheduler.clone(),
+        });
+        let (mut output, dir, scheduler) = (parts.output, parts.dir, parts.scheduler);
+        let _ = std::thread::Builder::new()
+            .name("tideflow-dask-replies".into())
+            .spawn(move || {
+                // The bridge's folder (Dask's scratch space in it) goes once the bridge
+                // has closed its output, that is, once it and its cluster have stopped.
+                let _dir = dir;
+                read_replies(&mut output, &routes, &lost, &scheduler);
+            });
+        let weak = Arc::downgrade(&hub);
+        let _ = std::thread::Builder::new()
+            .name("tideflow-dask-idle".into())
+            .spawn(move || watch_idle(&weak, idle));
+        hub
+    }
+
+    fn is_alive(&self) -> bool {
+        lock(&self.lost).is_none() && lock(&self.input).is_some()
+    }
+
+    /// Closes the bridge's input: it finishes what runs, stops its cluster and exits.
+    fn close(&self) {
+        lock(&self.input).take();
+        let _ = lock(&self.child).try_wait();
+    }
+}
+
+/// Routes every reply of the bridge to its run, until the bridge stops; then tells every
+/// run with an attempt out that the bridge is gone.
+fn read_replies(
+    output: &mut BufReader<ChildStdout>,
+    routes: &Routes,
+    lost: &Mutex<Option<String>>,
+    at: &str,
+) {
+    let why = loop {
+        let (ticket, reply) = match frame::read(output) {
+            Ok(Frame::Ended(ticket, end)) => (ticket, Ok(end)),
+            Ok(Frame::Refused(Refused {
+                ticket: Some(ticket),
+                message,
+            })) => (ticket, Err(message)),
+            Ok(Frame::Refused(Refused {
+                ticket: None,
+                message,
+            })) => break message,
+            Ok(_) => break "the Dask bridge sent a frame only a coordinator sends".to_owned(),
+            Err(FrameError::Closed) => {
+                break format!("the Dask bridge to {at} stopped; its errors are above")
+            }
+            Err(e) => break format!("the Dask bridge to {at}: {e}"),
+        };
+        // A run that ended no longer listens; the bridge is still read to its end.
+        if let Some((tx, mine)) = lock(routes).remove(&ticket) {
+            let _ = tx.send(match reply {
+                Ok(end) => ClusterReply::Ended(mine, end),
+                Err(message) => ClusterReply::Refused(mine, message),
+            });
+        }
+    };
+    *lock(lost) = Some(why.clone());
+    for (_, (tx, _)) in lock(routes).drain() {
+        let _ = tx.send(ClusterReply::Lost(why.clone()));
+    }
+}
+
+/// Closes the hub once no run has used it for `idle`; ends with the hub.
+fn watch_idle(hub: &Weak<Hub>, idle: Duration) {
+    let tick = idle.min(Duration::from_secs(1)).max(Duration::from_millis(10));
+    loop {
+        std::thread::sleep(tick);
+        let Some(hub) = hub.upgrade() else {
+            return;
+        };
+        if !hub.is_alive() {
+            return;
+        }
+        if hub.runs.load(Ordering::SeqCst) == 0 && lock(&hub.idle_since).elapsed() >= idle {
+            hub.close();
+            return;
+        }
+    }
+}
+
+/// One flow run's use of the hub.
+struct Connection {
+    hub: Arc<Hub>,
+    tx: mpsc::UnboundedSender<ClusterReply>,
+    replies: mpsc::UnboundedReceiver<ClusterReply>,
+    /// The hub tickets of this run's attempts (forgotten when the run ends).
+    mine: Vec<u32>,
+    max_concurrency: usize,
+}
+
+impl ClusterConnection for Connection {
+    fn max_concurrency(&self) -> usize {
+        self.max_concurrency
+    }
+
+    fn submit(&mut self, attempt: &WireAttempt) -> Result<(), String> {
+        if let Some(why) = lock(&self.hub.lost).clone() {
+            return Err(why);
+        }
+        let ticket = self.hub.next.fetch_add(1, Ordering::SeqCst);
+        lock(&self.hub.routes).insert(ticket, (self.tx.clone(), attempt.ticket));
+        self.mine.push(ticket);
+        if self.mine.len() > 4096 {
+            // Keep only the tickets still out.
+            let routes = lock(&self.hub.routes);
+            self.mine.retain(|t| routes.contains_key(t));
+        }
+        let mut wire = attempt.clone();
+        wire.ticket = ticket;
+        let mut input = lock(&self.hub.input);
+        let input = input.as_mut().ok_or("the Dask bridge was closed")?;
+        frame::write(input, &Frame::Attempt(wire)).map_err(|e| format!("the Dask bridge: {e}"))
+    }
+
+    fn replies(&mut self) -> &mut mpsc::UnboundedReceiver<ClusterReply> {
+        &mut self.replies
+    }
+
+    fn cancel(&mut self) {
+        self.forget();
+    }
+}
+
+impl Connection {
+    /// Stops routing this run's replies.
+    fn forget(&mut self) {
+        let mut routes = lock(&self.hub.routes);
+        for t in self.mine.drain(..) {
+            routes.remove(&t);
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.forget();
+        *lock(&self.hub.idle_since) = Instant::now();
+        self.hub.runs.fetch_sub(1, Ordering::SeqCst);
+    }
+}
