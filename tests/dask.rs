@@ -298,8 +298,14 @@ async fn the_runs_of_one_executor_share_its_cluster_until_it_is_closed() {
     };
     let dask = DaskExecutor::local(2).python(python);
     assert_eq!(dask.scheduler_address(), None, "started by the first run");
-    let first = on_the_cluster().with_param("n", 5).expect("n").executor(dask.clone());
-    let second = on_the_cluster().with_param("n", 7).expect("n").executor(dask.clone());
+    let first = on_the_cluster()
+        .with_param("n", 5)
+        .expect("n")
+        .executor(dask.clone());
+    let second = on_the_cluster()
+        .with_param("n", 7)
+        .expect("n")
+        .executor(dask.clone());
     // Two runs at once, one cluster.
     let (a, b) = tokio::join!(first.run(), second.run());
     assert_eq!(a.output(), Ok(&15), "{}", a.summary());
@@ -312,7 +318,12 @@ async fn the_runs_of_one_executor_share_its_cluster_until_it_is_closed() {
     dask.close();
     assert_eq!(dask.scheduler_address(), None);
     // A later run starts it again.
-    let after = on_the_cluster().with_param("n", 3).expect("n").executor(dask.clone()).run().await;
+    let after = on_the_cluster()
+        .with_param("n", 3)
+        .expect("n")
+        .executor(dask.clone())
+        .run()
+        .await;
     assert_eq!(after.output(), Ok(&6), "{}", after.summary());
     assert!(dask.scheduler_address().is_some());
     dask.close();
@@ -326,12 +337,181 @@ async fn an_idle_cluster_stops_after_its_idle_timeout() {
     let dask = DaskExecutor::local(1)
         .python(python)
         .idle_timeout(std::time::Duration::from_millis(200));
-    let run = on_the_cluster().with_param("n", 2).expect("n").executor(dask.clone()).run().await;
+    let run = on_the_cluster()
+        .with_param("n", 2)
+        .expect("n")
+        .executor(dask.clone())
+        .run()
+        .await;
     assert_eq!(run.output(), Ok(&3));
     // Waiting for a real process to stop: polled, with a generous bound.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while dask.scheduler_address().is_some() {
-        assert!(std::time::Instant::now() < deadline, "the idle cluster did not stop");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle cluster did not stop"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+// ---- faults, on a cluster the test starts with Dask's own commands ----
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tideflow::event::{Delivery, Received};
+
+/// A process killed (SIGKILL) when the test is done with it.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `python -m <module> <args>`, and waits (30 s at most) until its standard
+    /// error has said `ready`; its later output is drained on a thread.
+    fn start(python: &Path, module: &str, args: &[&str], scratch: &Path, ready: &'static str) -> Proc {
+        let mut child = Command::new(python)
+            .args(["-m", module])
+            .args(args)
+            .env("DASK_TEMPORARY_DIRECTORY", scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(ready) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("`{module}` did not say `{ready}` within 30 s"));
+        Proc(child)
+    }
+}
+
+/// A scheduler and `workers` single-thread workers without nannies, on 127.0.0.1.
+fn start_cluster(python: &Path, workers: usize, scratch: &Path) -> (String, Proc, Vec<Proc>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let address = format!("tcp://127.0.0.1:{port}");
+    let scheduler = Proc::start(
+        python,
+        "distributed.cli.dask_scheduler",
+        &["--host", "127.0.0.1", "--port", &port, "--no-dashboard"],
+        scratch,
+        "Scheduler at:",
+    );
+    let workers = (0..workers)
+        .map(|_| {
+            Proc::start(
+                python,
+                "distributed.cli.dask_worker",
+                &[&address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                scratch,
+                "Registered to:",
+            )
+        })
+        .collect();
+    (address, scheduler, workers)
+}
+
+/// Takes 20 ms of a worker's time.
+#[task]
+fn slow_add1(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    x + 1
+}
+
+flow! {
+    fn slow_map(n: u64 = 200) -> u64 {
+        let xs = numbers(n);
+        let ys = slow_add1.map(xs);
+        total(ys)
+    }
+}
+
+/// Waits until `k` children of the run have succeeded.
+async fn children_done(events: &mut tideflow::event::Subscription, k: usize) {
+    let mut done = 0;
+    while done < k {
+        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
+            Ok(Some(Received::Event(e))) if e.map_index.is_some() && e.new.is_success() => done += 1,
+            Ok(Some(_)) => {}
+            other => panic!("the run stopped early: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dask_worker_killed_mid_map_loses_no_result() {
+    let Some(python) = python() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("a scratch folder");
+    let (address, _scheduler, mut workers) = start_cluster(&python, 2, scratch.path());
+    let dask = DaskExecutor::connect(&address)
+        .expect("an address")
+        .python(&python);
+    let mut flow = slow_map().executor(dask.clone());
+    let mut events = flow.subscribe(Delivery::lossy(100_000));
+    let handle = flow.start();
+    children_done(&mut events, 30).await;
+    // SIGKILL one of the two Dask workers, mid-map.
+    let victim = workers.remove(0);
+    drop(victim);
+    let run = tokio::time::timeout(Duration::from_secs(120), handle)
+        .await
+        .expect("the run ends");
+    assert_eq!(run.output(), Ok(&(1..=200).sum::<u64>()), "{}", run.summary());
+    let ys = run.task("ys");
+    assert_eq!(ys.children().len(), 200);
+    assert!(ys.children().iter().all(|c| c.state().is_success()));
+    dask.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduler_that_goes_away_fails_the_run_within_seconds() {
+    let Some(python) = python() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("a scratch folder");
+    let (address, scheduler, _workers) = start_cluster(&python, 1, scratch.path());
+    let dask = DaskExecutor::connect(&address)
+        .expect("an address")
+        .python(&python);
+    let mut flow = slow_map().executor(dask.clone());
+    let mut events = flow.subscribe(Delivery::lossy(100_000));
+    let handle = flow.start();
+    children_done(&mut events, 5).await;
+    drop(scheduler);
+    let killed = Instant::now();
+    let run = tokio::time::timeout(Duration::from_secs(60), handle)
+        .await
+        .expect("the run ends instead of hanging");
+    let took = killed.elapsed();
+    assert!(run.state().is_failed(), "{}", run.summary());
+    let failed = run.failed_tasks();
+    let gone = format!("the Dask scheduler at {address} went away");
+    assert!(
+        failed.iter().any(|(_, state)| state.contains(&gone)),
+        "{:?}",
+        &failed[..3.min(failed.len())]
+    );
+    eprintln!("the run failed {took:?} after the scheduler was killed");
 }

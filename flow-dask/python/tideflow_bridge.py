@@ -20,6 +20,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 
 PROTOCOL_MAGIC = b"TIDEFLOW-WORKER\n"
 ATTEMPT = 2
@@ -239,12 +240,37 @@ def main():
             out.write(frame)
             out.flush()
 
+    def scheduler_gone():
+        return "the Dask scheduler at %s went away (the client is %s)" % (address, client.status)
+
+    def watch_scheduler():
+        # A scheduler that stays unreachable ends the bridge, and with it every attempt
+        # of the coordinator, instead of leaving them waiting.
+        lost_since = None
+        while True:
+            time.sleep(0.5)
+            if client.status == "running":
+                lost_since = None
+                continue
+            if client.status in ("closing", "closed") and stopping.is_set():
+                return
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > 3:
+                reply(refused(None, scheduler_gone()))
+                os._exit(1)
+
+    stopping = threading.Event()
+    threading.Thread(target=watch_scheduler, daemon=True).start()
+
     def on_done(future, ticket):
         try:
             if future.status == "finished":
                 reply(future.result())
             elif future.status == "cancelled":
-                reply(refused(ticket, "the attempt was cancelled on the Dask cluster"))
+                if client.status != "running":
+                    reply(refused(ticket, scheduler_gone()))
+                else:
+                    reply(refused(ticket, "the attempt was cancelled on the Dask cluster"))
             else:
                 error = future.exception()
                 reply(refused(ticket, "the Dask task failed: %s: %s" % (type(error).__name__, error)))
@@ -278,6 +304,7 @@ def main():
     # The coordinator closed its end: answer what runs, then stop.
     with settled:
         settled.wait_for(lambda: outstanding[0] == 0)
+    stopping.set()
     client.close()
     if cluster is not None:
         cluster.close()
