@@ -7,7 +7,10 @@
 //!
 //! workload   map | chain | mapreduce   (see benches/workloads/mod.rs)
 //! options    --sync | --async          add1 is the sync task (default) or the async one
-//!            --executor local|sequential   LocalExecutor::new() (default) or SequentialExecutor
+//!            --executor local|sequential|dask-local:N   LocalExecutor::new() (default),
+//!                                      SequentialExecutor, or DaskExecutor::local(N) (a local
+//!                                      Dask cluster; needs TIDEFLOW_PYTHON or python3 with Dask;
+//!                                      the first run of `--repeat` includes its start)
 //!            --repeat K                run K times in this process, one line per run
 //!            --persist DIR             persist every result in a result store in DIR
 //!            --json                    one JSON object per line instead of text
@@ -55,13 +58,13 @@ use workloads::{Body, Kind, Workload};
 const SERIES: [u64; 3] = [10_000, 100_000, 1_000_000];
 
 const USAGE: &str = "usage: cargo bench --bench scale -- [<map|chain|mapreduce> [<N>]] \
-                     [--sync|--async] [--executor local|sequential] [--repeat K] [--persist DIR] [--json]";
+                     [--sync|--async] [--executor local|sequential|dask-local:N] [--repeat K] [--persist DIR] [--json]";
 
 struct Args {
     kind: Option<Kind>,
     n: Option<u64>,
     body: Body,
-    executor: &'static str,
+    executor: String,
     repeat: u32,
     json: bool,
     persist: Option<std::path::PathBuf>,
@@ -74,7 +77,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         kind: None,
         n: None,
         body: Body::Sync,
-        executor: "local",
+        executor: "local".to_owned(),
         repeat: 1,
         json: false,
         persist: None,
@@ -90,11 +93,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--json" => parsed.json = true,
             "--executor" => {
                 let v = value("--executor")?;
-                parsed.executor = match v.as_str() {
-                    "local" => "local",
-                    "sequential" => "sequential",
-                    other => return Err(format!("unknown executor `{other}`: `local` or `sequential`")),
-                };
+                let dask = v
+                    .strip_prefix("dask-local:")
+                    .is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 0));
+                if !(v == "local" || v == "sequential" || dask) {
+                    return Err(format!("unknown executor `{v}`: `local`, `sequential` or `dask-local:N`"));
+                }
+                parsed.executor = v.clone();
                 parsed.options.extend([arg, v]);
                 continue;
             }
@@ -144,6 +149,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    // On a Dask cluster, this program also serves the task attempts.
+    tideflow::worker::serve_if_worker();
     let args = match parse(std::env::args().skip(1)) {
         Ok(args) => args,
         Err(e) => {
@@ -200,9 +207,12 @@ struct Measured {
 
 fn measure(kind: Kind, n: u64, args: &Args) {
     let runtime = workloads::runtime();
-    let executor: Executor = match args.executor {
+    let executor: Executor = match args.executor.as_str() {
         "sequential" => SequentialExecutor.into(),
-        _ => LocalExecutor::new().into(),
+        other => match other.strip_prefix("dask-local:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => tideflow::dask::DaskExecutor::local(n).into(),
+            None => LocalExecutor::new().into(),
+        },
     };
     let mut runs = Vec::new();
     let mut task_runs = 0;

@@ -45,7 +45,7 @@ def fail(message):
 
 try:
     import msgpack
-    from distributed import Client, LocalCluster, get_worker
+    from distributed import Client, LocalCluster, as_completed, get_worker
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError as e:  # pragma: no cover - depends on the machine
     fail(
@@ -230,10 +230,14 @@ def main():
 
     write_lock = threading.Lock()
     settled = threading.Condition()
+    # Attempts submitted and not answered yet, and whether the coordinator is done.
     outstanding = [0]
-    # Dask forgets a task whose future is dropped: each is held until it is answered.
+    closing = [False]
+    # Every attempt's future, until it is answered (Dask forgets a task whose future is
+    # dropped), and its ticket.
     live = {}
-    counter = 0
+    done = as_completed()
+    stopping = threading.Event()
 
     def reply(frame):
         with write_lock:
@@ -259,13 +263,11 @@ def main():
                 reply(refused(None, scheduler_gone()))
                 os._exit(1)
 
-    stopping = threading.Event()
-    threading.Thread(target=watch_scheduler, daemon=True).start()
-
-    def on_done(future, ticket):
+    def answer(future, result):
+        ticket = live.pop(future.key, (None, None))[1]
         try:
             if future.status == "finished":
-                reply(future.result())
+                reply(result if result is not None else future.result())
             elif future.status == "cancelled":
                 if client.status != "running":
                     reply(refused(ticket, scheduler_gone()))
@@ -276,20 +278,43 @@ def main():
                 reply(refused(ticket, "the Dask task failed: %s: %s" % (type(error).__name__, error)))
         except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
             reply(refused(ticket, "the Dask task failed: %s: %s" % (type(e).__name__, e)))
-        finally:
+
+    def consume():
+        # Attempts that ended are answered in batches: one gather for all that are ready.
+        while True:
             with settled:
-                live.pop(future.key, None)
-                outstanding[0] -= 1
+                settled.wait_for(lambda: outstanding[0] > 0 or closing[0])
+                if outstanding[0] == 0:
+                    return
+            try:
+                batch = done.next_batch(block=True)
+            except StopIteration:
+                time.sleep(0.001)
+                continue
+            finished = [f for f in batch if f.status == "finished"]
+            results = {}
+            if finished:
+                try:
+                    results = dict(zip((f.key for f in finished), client.gather(finished)))
+                except Exception:  # noqa: BLE001 - answered one by one instead
+                    results = {}
+            for future in batch:
+                answer(future, results.get(future.key))
+            with settled:
+                outstanding[0] -= len(batch)
                 settled.notify_all()
 
+    threading.Thread(target=watch_scheduler, daemon=True).start()
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+
+    counter = 0
     while True:
         frame = read_frame(stdin)
         if frame is None:
             break
         ticket = attempt_ticket(frame)
         counter += 1
-        with settled:
-            outstanding[0] += 1
         future = client.submit(
             tideflow_attempt,
             frame,
@@ -297,13 +322,17 @@ def main():
             pure=False,
             retries=0,
         )
+        live[future.key] = (future, ticket)
         with settled:
-            live[future.key] = future
-        future.add_done_callback(lambda f, t=ticket: on_done(f, t))
+            outstanding[0] += 1
+            settled.notify_all()
+        done.add(future)
 
     # The coordinator closed its end: answer what runs, then stop.
     with settled:
-        settled.wait_for(lambda: outstanding[0] == 0)
+        closing[0] = True
+        settled.notify_all()
+    consumer.join()
     stopping.set()
     client.close()
     if cluster is not None:
