@@ -97,7 +97,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     .strip_prefix("dask-local:")
                     .is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 0));
                 if !(v == "local" || v == "sequential" || dask) {
-                    return Err(format!("unknown executor `{v}`: `local`, `sequential` or `dask-local:N`"));
+                    return Err(format!(
+                        "unknown executor `{v}`: `local`, `sequential` or `dask-local:N`"
+                    ));
                 }
                 parsed.executor = v.clone();
                 parsed.options.extend([arg, v]);
@@ -209,7 +211,10 @@ fn measure(kind: Kind, n: u64, args: &Args) {
     let runtime = workloads::runtime();
     let executor: Executor = match args.executor.as_str() {
         "sequential" => SequentialExecutor.into(),
-        other => match other.strip_prefix("dask-local:").and_then(|n| n.parse::<usize>().ok()) {
+        other => match other
+            .strip_prefix("dask-local:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => tideflow::dask::DaskExecutor::local(n).into(),
             None => LocalExecutor::new().into(),
         },

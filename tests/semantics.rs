@@ -1,11 +1,23 @@
 //! The engine's semantics, as a user sees them through `#[task]`, `flow!` and the run
 //! result: exact states, attempts and results (Prefect's behaviour unless DESIGN.md says
 //! otherwise). Delays run on tokio's paused clock.
+//!
+//! The tests that do not look inside the test process (a counter, a thread id) run on the
+//! executor `TIDEFLOW_TEST_EXECUTOR` names: the local one by default, a local Dask cluster
+//! with `dask-local:2` (`.ci/run` runs them both ways).
+
+mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use tideflow::prelude::*;
+
+/// What each Dask worker runs when the tests use a Dask cluster.
+#[test]
+fn tideflow_worker() {
+    tideflow::worker::serve_if_worker();
+}
 
 #[task]
 fn add1(x: i64) -> i64 {
@@ -124,7 +136,7 @@ flow! {
 
 #[tokio::test]
 async fn map_reduce_sums_to_twelve() {
-    let run = map_reduce().run().await;
+    let run = map_reduce().executor(common::executor()).run().await;
     assert!(run.state().is_success(), "{}", run.summary());
     assert_eq!(run.output(), Ok(&12));
     assert_eq!(run.tasks().len(), 3);
@@ -132,7 +144,11 @@ async fn map_reduce_sums_to_twelve() {
 
 #[tokio::test]
 async fn map_spawns_one_child_per_element_in_order() {
-    let run = map_in_order().keep_results().run().await;
+    let run = map_in_order()
+        .keep_results()
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(run.output(), Ok(&vec![2, 3, 4, 5, 6]));
     let mapped = run.task("add1");
     assert_eq!(mapped.state(), &State::Mapped { children: 5 });
@@ -148,13 +164,13 @@ async fn map_spawns_one_child_per_element_in_order() {
 
 #[tokio::test]
 async fn zip_pairs_children_by_index() {
-    let run = zipped().run().await;
+    let run = zipped().executor(common::executor()).run().await;
     assert_eq!(run.output(), Ok(&vec![2 + 11, 3 + 21, 4 + 31]));
 }
 
 #[tokio::test]
 async fn zip_of_unequal_lengths_fails_the_mapped_task_naming_both_lengths() {
-    let run = zipped_unequal().run().await;
+    let run = zipped_unequal().executor(common::executor()).run().await;
     assert!(run.state().is_failed());
     let add = run.task("add");
     assert!(add.state().is_failed(), "{:?}", add.state());
@@ -166,13 +182,18 @@ async fn zip_of_unequal_lengths_fails_the_mapped_task_naming_both_lengths() {
 
 #[tokio::test]
 async fn unmapped_broadcasts_one_value_to_every_child() {
-    let run = broadcast().with_param("k", 1000).unwrap().run().await;
+    let run = broadcast()
+        .with_param("k", 1000)
+        .unwrap()
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(run.output(), Ok(&vec![1001, 1002, 1003]));
 }
 
 #[tokio::test]
 async fn a_failed_child_only_fails_its_own_index_downstream() {
-    let run = child_failure().run().await;
+    let run = child_failure().executor(common::executor()).run().await;
     assert!(run.state().is_failed());
     assert_eq!(states(run.task("checked")), vec!["Success", "Failed", "Success"]);
     assert_eq!(
@@ -189,7 +210,7 @@ async fn a_failed_child_only_fails_its_own_index_downstream() {
 
 #[tokio::test]
 async fn a_skipped_child_only_skips_its_own_index_and_the_flow_succeeds() {
-    let run = child_skip().run().await;
+    let run = child_skip().executor(common::executor()).run().await;
     assert!(run.state().is_success(), "{}", run.summary());
     assert_eq!(states(run.task("checked")), vec!["Success", "Skipped", "Success"]);
     assert_eq!(states(run.task("add1")), vec!["Success", "Skipped", "Success"]);
@@ -198,7 +219,7 @@ async fn a_skipped_child_only_skips_its_own_index_and_the_flow_succeeds() {
 
 #[tokio::test]
 async fn mapping_an_empty_list_gives_zero_children_and_an_empty_reduce() {
-    let run = empty_map().run().await;
+    let run = empty_map().executor(common::executor()).run().await;
     assert!(run.state().is_success(), "{}", run.summary());
     assert_eq!(run.task("once").state(), &State::Mapped { children: 0 });
     assert_eq!(run.task("twice").state(), &State::Mapped { children: 0 });
@@ -208,7 +229,7 @@ async fn mapping_an_empty_list_gives_zero_children_and_an_empty_reduce() {
 
 #[tokio::test]
 async fn mapping_over_a_failed_upstream_is_trigger_failed() {
-    let run = map_over_failure().run().await;
+    let run = map_over_failure().executor(common::executor()).run().await;
     assert!(run.state().is_failed());
     assert!(run.task("xs").state().is_failed());
     assert!(
@@ -221,7 +242,7 @@ async fn mapping_over_a_failed_upstream_is_trigger_failed() {
 
 #[tokio::test]
 async fn a_reducer_is_trigger_failed_when_a_child_failed() {
-    let run = reduce_after_failure().run().await;
+    let run = reduce_after_failure().executor(common::executor()).run().await;
     assert!(run.state().is_failed());
     assert!(
         run.task("sum").state().is_trigger_failed(),
@@ -273,7 +294,7 @@ flow! {
 
 #[tokio::test]
 async fn a_failed_upstream_makes_downstream_trigger_failed_and_the_flow_failed() {
-    let run = t1_fails().run().await;
+    let run = t1_fails().executor(common::executor()).run().await;
     assert!(run.task("t1").state().is_failed());
     assert_eq!(run.task("t1").state().message(), Some("t1 failed"));
     assert!(run.task("after_ok").state().is_trigger_failed());
@@ -292,7 +313,7 @@ async fn a_failed_upstream_makes_downstream_trigger_failed_and_the_flow_failed()
 
 #[tokio::test]
 async fn all_failed_trigger_runs_after_a_failure_and_the_flow_succeeds() {
-    let run = recovers().run().await;
+    let run = recovers().executor(common::executor()).run().await;
     assert!(run.task("t1").state().is_failed());
     assert_eq!(run.task("on_failure").state(), &State::Success);
     assert!(run.state().is_success(), "{}", run.summary());
@@ -301,9 +322,14 @@ async fn all_failed_trigger_runs_after_a_failure_and_the_flow_succeeds() {
 
 #[tokio::test]
 async fn reference_tasks_decide_the_flow_state() {
-    let by_terminals = two_branches().run().await;
+    let by_terminals = two_branches().executor(common::executor()).run().await;
     assert!(by_terminals.state().is_failed(), "t1 is terminal and failed");
-    let by_t3 = two_branches().reference_tasks(["t3"]).unwrap().run().await;
+    let by_t3 = two_branches()
+        .reference_tasks(["t3"])
+        .unwrap()
+        .executor(common::executor())
+        .run()
+        .await;
     assert!(by_t3.state().is_success());
     let unknown = two_branches().reference_tasks(["nope"]).unwrap_err();
     assert!(unknown.to_string().contains("`t3`"), "{unknown}");
@@ -347,7 +373,7 @@ flow! {
 
 #[tokio::test]
 async fn every_trigger_passes_with_no_upstreams() {
-    let run = no_upstreams().run().await;
+    let run = no_upstreams().executor(common::executor()).run().await;
     assert!(run.state().is_success());
     let got: Vec<(&str, Option<u8>)> = run
         .tasks()
@@ -445,7 +471,7 @@ flow! {
 
 #[tokio::test]
 async fn a_panic_becomes_a_failed_state_and_the_flow_goes_on() {
-    let run = panicking().run().await;
+    let run = panicking().executor(common::executor()).run().await;
     let mapped = run.task("panics");
     assert_eq!(states(mapped), vec!["Success", "Failed", "Success"]);
     let message = mapped.children()[1].state().message().unwrap_or_default();
@@ -456,7 +482,7 @@ async fn a_panic_becomes_a_failed_state_and_the_flow_goes_on() {
 
 #[tokio::test]
 async fn tasks_borrow_upstream_values_and_see_their_context() {
-    let run = with_context().run().await;
+    let run = with_context().executor(common::executor()).run().await;
     assert_eq!(
         run.output(),
         Ok(&vec![
@@ -470,7 +496,12 @@ async fn tasks_borrow_upstream_values_and_see_their_context() {
 
 #[tokio::test]
 async fn parameters_are_set_by_name_with_validation() {
-    let run = map_in_order().with_param("n", 2).unwrap().run().await;
+    let run = map_in_order()
+        .with_param("n", 2)
+        .unwrap()
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(run.output(), Ok(&vec![2, 3]));
 
     let unknown = map_in_order().with_param("count", 2).unwrap_err();
@@ -491,7 +522,7 @@ async fn parameters_are_set_by_name_with_validation() {
 
 #[tokio::test]
 async fn intermediate_results_are_released_unless_kept() {
-    let run = map_reduce().run().await;
+    let run = map_reduce().executor(common::executor()).run().await;
     let first = &run.tasks()[0];
     assert!(first.children().iter().all(|c| c.result::<i64>().is_none()));
     assert_eq!(
@@ -500,7 +531,11 @@ async fn intermediate_results_are_released_unless_kept() {
         "terminal results are kept"
     );
 
-    let kept = map_reduce().keep_results().run().await;
+    let kept = map_reduce()
+        .keep_results()
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(results(&kept.tasks()[0]), vec![Some(2), Some(3), Some(4)]);
 }
 

@@ -23,3 +23,26 @@ pub fn python() -> Option<PathBuf> {
     eprintln!("\n*** {message} ***\n");
     None
 }
+
+/// The executor `TIDEFLOW_TEST_EXECUTOR` names: `local` (the default) or `dask-local:N`,
+/// a local Dask cluster of N workers shared by every test of the binary.
+///
+/// # Panics
+/// For another value, or for `dask-local:N` without Python and Dask under CI.
+#[allow(dead_code)] // Not every test binary that shares this module uses it.
+pub fn executor() -> tideflow::Executor {
+    static DASK: std::sync::OnceLock<Option<tideflow::dask::DaskExecutor>> = std::sync::OnceLock::new();
+    let chosen = std::env::var("TIDEFLOW_TEST_EXECUTOR").unwrap_or_default();
+    if chosen.is_empty() || chosen == "local" {
+        return tideflow::Executor::default();
+    }
+    let n: usize = chosen
+        .strip_prefix("dask-local:")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("TIDEFLOW_TEST_EXECUTOR=`{chosen}`: use `local` or `dask-local:N`"));
+    let dask = DASK.get_or_init(|| python().map(|p| tideflow::dask::DaskExecutor::local(n).python(p)));
+    match dask {
+        Some(dask) => dask.clone().into(),
+        None => tideflow::Executor::default(),
+    }
+}
