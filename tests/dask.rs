@@ -37,6 +37,12 @@ fn pid(_x: u64) -> u64 {
 }
 
 #[task]
+fn overrun(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_secs(30));
+    x
+}
+
+#[task]
 fn die(_x: u64) -> u64 {
     std::process::abort()
 }
@@ -514,4 +520,29 @@ async fn a_scheduler_that_goes_away_fails_the_run_within_seconds() {
         &failed[..3.min(failed.len())]
     );
     eprintln!("the run failed {took:?} after the scheduler was killed");
+}
+
+#[test]
+fn a_sync_attempt_past_its_timeout_ends_its_worker_process_which_is_replaced() {
+    let Some(python) = python() else {
+        return;
+    };
+    let program = WorkerProgram::this_program().expect("this binary");
+    let mut bridge = DaskBridge::start_with(&python, &Cluster::Local(1), &program).expect("a local cluster");
+    bridge.send(&attempt::<pid>(1, 0)).expect("sent");
+    let (_, before) = value(bridge.recv().expect("a reply"));
+    let mut timed = attempt::<overrun>(2, 5);
+    timed.timeout = Some(std::time::Duration::from_millis(300));
+    bridge.send(&timed).expect("sent");
+    assert_eq!(
+        bridge.recv().expect("a reply"),
+        Reply::Ended(2, WireEnd::TimedOut(std::time::Duration::from_millis(300)))
+    );
+    // The stuck process is gone; the next attempt runs in a new one.
+    bridge.send(&attempt::<pid>(3, 0)).expect("sent");
+    let (_, after) = value(bridge.recv().expect("a reply"));
+    assert_ne!(before, after, "a new worker process");
+    bridge.send(&attempt::<add1>(4, 1)).expect("sent");
+    assert_eq!(value(bridge.recv().expect("a reply")), (4, 2));
+    assert!(bridge.close().expect("it stops").success());
 }

@@ -27,6 +27,11 @@
 //! Several attempts run at once: sync bodies on threads, async ones on a tokio runtime.
 //! Both sides say who they are first ([`frame::Hello`]: protocol version, build id, pid),
 //! and a worker refuses a coordinator of another protocol or build, naming both.
+//!
+//! An async attempt past its timeout is dropped; a sync one cannot be stopped mid-call,
+//! so the worker answers `TimedOut` and then ends (exit status 3): its host (a Dask
+//! worker) starts a new one for the next attempt, and attempts still running in the
+//! old one end as if it had died.
 
 pub mod frame;
 mod process;
@@ -214,15 +219,27 @@ pub fn serve(
                 running.spawn_on(
                     async move {
                         let ticket = a.ticket;
-                        let reply = match run(a).await {
-                            Ok(end) => Frame::Ended(ticket, end),
-                            Err(message) => Frame::Refused(Refused {
-                                ticket: Some(ticket),
-                                message,
-                            }),
+                        let (reply, stuck) = match run(a).await {
+                            Ok((end, stuck)) => (Frame::Ended(ticket, end), stuck),
+                            Err(message) => (
+                                Frame::Refused(Refused {
+                                    ticket: Some(ticket),
+                                    message,
+                                }),
+                                false,
+                            ),
                         };
                         // The coordinator may be gone; nothing else to tell it.
                         let _ = send(&reply);
+                        if stuck {
+                            // A sync body past its timeout cannot be stopped but with its
+                            // process: the worker ends, and its host starts a new one.
+                            eprintln!(
+                                "tideflow worker (pid {}): a sync attempt ran past its timeout; this worker stops",
+                                std::process::id()
+                            );
+                            std::process::exit(3);
+                        }
                     },
                     runtime.handle(),
                 );
@@ -258,8 +275,9 @@ fn kind(frame: &Frame) -> &'static str {
 }
 
 /// Runs one attempt: its task found by key, its inputs read in the task's wire format,
-/// its body run as the local backend runs it. `Err`: why it could not run.
-async fn run(a: WireAttempt) -> Result<WireEnd, String> {
+/// its body run as the local backend runs it; with whether a sync body is still running
+/// past its timeout. `Err`: why it could not run.
+async fn run(a: WireAttempt) -> Result<(WireEnd, bool), String> {
     let worker = || format!("this worker (pid {}, build {})", std::process::id(), build_id());
     let def = crate::find_task(&a.task_key).ok_or_else(|| {
         format!(
@@ -322,23 +340,23 @@ async fn run(a: WireAttempt) -> Result<WireEnd, String> {
         report_start: false,
     };
     let runner = Runner::new(Span::current(), None);
-    let end = match def.body {
+    let (end, stuck) = match def.body {
         TaskBody::Sync(body) => {
             let limit = attempt.timeout;
             let thread = tokio::task::spawn_blocking(move || runner.run_sync(attempt, body));
             match limit {
                 Some(limit) => match tokio::time::timeout(limit, thread).await {
-                    Ok(joined) => joined.map(|e| e.end),
-                    // Abandoned: the thread goes on; its end is not reported.
-                    Err(_) => Ok(AttemptEnd::TimedOut(limit)),
+                    Ok(joined) => joined.map(|e| (e.end, false)),
+                    // The thread goes on: only ending the process stops it.
+                    Err(_) => Ok((AttemptEnd::TimedOut(limit), true)),
                 },
-                None => thread.await.map(|e| e.end),
+                None => thread.await.map(|e| (e.end, false)),
             }
             .map_err(|e| format!("the task's thread failed: {e}"))?
         }
-        _ => runner.run_async(attempt).await.end,
+        _ => (runner.run_async(attempt).await.end, false),
     };
-    end.to_wire(def)
+    Ok((end.to_wire(def)?, stuck))
 }
 
 /// A flow's name as the `&'static str` a [`TaskContext`] holds: each distinct name is
