@@ -11,8 +11,6 @@ mod common;
 use common::python;
 use std::time::SystemTime;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use tideflow::dask::{Cluster, DaskBridge, DaskError, DaskExecutor, WorkerProgram};
 use tideflow::prelude::*;
 use tideflow::task_def::Task;
@@ -66,16 +64,32 @@ fn dies_once(x: u64, ctx: &TaskContext) -> u64 {
     x
 }
 
-static LOCAL_CALLS: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs in the coordinator's process: its values cannot cross.
+/// Runs in the coordinator's process (its values cannot cross); fails anywhere else.
 #[task(local)]
-fn here(x: u64) -> u64 {
-    LOCAL_CALLS.fetch_add(1, Ordering::SeqCst);
-    x
+fn here(x: u64) -> Result<u64, TaskError> {
+    if worker::is_worker() {
+        return Err(TaskError::fail("a local task ran in a worker process"));
+    }
+    Ok(x)
+}
+
+/// A task of a local flow that runs a flow of its own on a Dask cluster.
+#[task]
+async fn sum_on_a_cluster(n: u64, python: String) -> Result<u64, TaskError> {
+    let run = on_the_cluster()
+        .with_param("n", n)?
+        .executor(DaskExecutor::local(1).python(python))
+        .run()
+        .await;
+    Ok(run.into_output()?)
 }
 
 flow! {
+    fn calls_a_cluster(n: u64 = 4, python: String = String::new()) -> u64 {
+        let sum = sum_on_a_cluster(n, python);
+        add1(sum)
+    }
+
     fn on_the_cluster(n: u64 = 20) -> u64 {
         let xs = numbers(n);
         let ys = add1.map(xs);
@@ -240,8 +254,8 @@ async fn a_flow_runs_on_a_local_dask_cluster_with_one_switch() {
         .iter()
         .all(|c| c.state() == &State::Success && c.attempts() == 1));
     assert_eq!(run.task("sum").state(), &State::Success);
-    // The local task ran here, once; the others on the cluster.
-    assert_eq!(LOCAL_CALLS.load(Ordering::SeqCst), 1);
+    // The local task ran here (it fails in a worker process).
+    assert_eq!(run.task("here").state(), &State::Success);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,4 +559,18 @@ fn a_sync_attempt_past_its_timeout_ends_its_worker_process_which_is_replaced() {
     bridge.send(&attempt::<add1>(4, 1)).expect("sent");
     assert_eq!(value(bridge.recv().expect("a reply")), (4, 2));
     assert!(bridge.close().expect("it stops").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_a_local_flow_runs_a_flow_on_a_dask_cluster() {
+    let Some(python) = python() else {
+        return;
+    };
+    let run = calls_a_cluster()
+        .with_param("python", python.display().to_string())
+        .expect("python")
+        .run()
+        .await;
+    // 1 + 2 + 3 + 4 on the cluster, then + 1 here.
+    assert_eq!(run.output(), Ok(&11), "{}", run.summary());
 }
