@@ -466,6 +466,49 @@ flow! {
     }
 }
 
+/// Takes 50 ms of a worker's time; tagged for a limit.
+#[task(tags = ["db"])]
+fn write_row(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(50));
+    x
+}
+
+flow! {
+    fn writes(n: u64 = 6) -> u64 {
+        let xs = numbers(n);
+        let ys = write_row.map(xs);
+        total(ys)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_limit_holds_on_a_dask_cluster() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dask = DaskExecutor::local(2).python(python).tag_limit("db", 1);
+    let mut flow = writes().executor(dask.clone());
+    let mut events = flow.subscribe(Delivery::lossless(1024));
+    let run = flow.run().await;
+    assert_eq!(run.output(), Ok(&15), "{}", run.summary());
+    // From the run's own events: never two `write_row` children running at once.
+    let mut running = 0;
+    let mut most = 0;
+    while let Some(Received::Event(e)) = events.try_recv() {
+        if e.task.as_deref() != Some("ys") || e.map_index.is_none() {
+            continue;
+        }
+        if e.new == State::Running {
+            running += 1;
+        } else if e.new.is_finished() {
+            running -= 1;
+        }
+        most = most.max(running);
+    }
+    assert_eq!(most, 1, "two tagged children ran at once");
+    dask.close();
+}
+
 /// Waits until `k` children of the run have succeeded.
 async fn children_done(events: &mut tideflow::event::Subscription, k: usize) {
     let mut done = 0;

@@ -45,6 +45,7 @@ struct Config {
     python: Option<PathBuf>,
     max_concurrency: usize,
     idle: Duration,
+    tag_limits: Vec<(String, usize)>,
 }
 
 impl std::fmt::Debug for DaskExecutor {
@@ -62,6 +63,7 @@ impl DaskExecutor {
                 python: None,
                 max_concurrency: 256,
                 idle: IDLE,
+                tag_limits: Vec::new(),
             }),
             hub: Arc::default(),
         }
@@ -74,6 +76,7 @@ impl DaskExecutor {
             python: self.config.python.clone(),
             max_concurrency: self.config.max_concurrency,
             idle: self.config.idle,
+            tag_limits: self.config.tag_limits.clone(),
         };
         change(&mut config);
         self.config = Arc::new(config);
@@ -134,6 +137,17 @@ impl DaskExecutor {
         self.configure(|c| c.max_concurrency = n.max(1))
     }
 
+    /// At most `limit` runs of tasks tagged `tag` (`#[task(tags = ["db"])]`) of one flow
+    /// run are on the cluster at once, mapped children included; the others wait, in
+    /// order, in the flow's scheduler. At least 1; setting a tag again replaces its limit.
+    pub fn tag_limit(self, tag: impl Into<String>, limit: usize) -> Self {
+        let tag = tag.into();
+        self.configure(|c| {
+            c.tag_limits.retain(|(t, _)| *t != tag);
+            c.tag_limits.push((tag, limit.max(1)));
+        })
+    }
+
     /// How long the bridge (and a local cluster) stays up with no run using it.
     pub fn idle_timeout(self, idle: Duration) -> Self {
         self.configure(|c| c.idle = idle)
@@ -182,6 +196,10 @@ impl flow_runtime::Cluster for DaskExecutor {
             Cluster::Connect(addr) => format!("dask {addr}"),
             Cluster::Local(n) => format!("dask local cluster of {n} worker(s)"),
         }
+    }
+
+    fn tag_limits(&self) -> Vec<(String, usize)> {
+        self.config.tag_limits.clone()
     }
 
     fn open(&self) -> Result<Box<dyn ClusterConnection>, String> {

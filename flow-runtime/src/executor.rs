@@ -110,6 +110,13 @@ pub trait Cluster: Send + Sync + 'static {
     /// Why the cluster cannot be used: the flow run fails with this message before any
     /// task runs.
     fn open(&self) -> Result<Box<dyn ClusterConnection>, String>;
+
+    /// Limits on how many runs of the tasks with a tag run at once (as
+    /// [`LocalExecutor::tag_limit`]): the flow run's scheduler holds them back before
+    /// they reach the cluster.
+    fn tag_limits(&self) -> Vec<(String, usize)> {
+        Vec::new()
+    }
 }
 
 /// One flow run's connection to a [`Cluster`].

@@ -253,7 +253,8 @@ impl Scheduler {
         let plans = plan::plan(&graph, options.keep_results);
         let tag_limits = match &options.executor {
             crate::Executor::Local(e) => e.tag_limits.clone(),
-            crate::Executor::Sequential | crate::Executor::Cluster(_) => Vec::new(),
+            crate::Executor::Sequential => Vec::new(),
+            crate::Executor::Cluster(c) => c.cluster().tag_limits(),
         };
         // Per node: the limited tags its task carries (indices into `tag_limits`).
         let limited_tags: Vec<Vec<u16>> = graph
