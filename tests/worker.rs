@@ -70,6 +70,22 @@ fn shout(x: u64) -> u64 {
     x
 }
 
+#[task]
+fn chatty(x: u64) -> u64 {
+    tracing::info!(rows = x, "loaded {x} rows");
+    tracing::debug!("not kept: below info");
+    tracing::warn!("careful");
+    x
+}
+
+#[task]
+async fn chatty_async(x: u64) -> u64 {
+    tracing::info!("before the wait");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    tracing::error!(x, "after the wait");
+    x
+}
+
 #[task(local)]
 fn local_only(x: u64) -> u64 {
     x
@@ -375,4 +391,31 @@ fn a_program_that_is_not_a_worker_is_named() {
     assert!(err
         .to_string()
         .contains("must call `tideflow::worker::serve_if_worker()` first"));
+}
+
+#[test]
+fn what_a_task_logs_comes_back_before_its_end() {
+    use tideflow::worker::frame::LogLine;
+    let line = |level: u8, text: &str| LogLine {
+        level,
+        target: "worker".into(),
+        text: text.into(),
+    };
+    let mut w = spawn();
+    w.send(&attempt::<chatty>(1, 3)).expect("sent");
+    assert_eq!(
+        w.recv().expect("a reply"),
+        Reply::Logs(1, vec![line(3, "loaded 3 rows rows=3"), line(2, "careful")])
+    );
+    assert_eq!(returned(w.recv().expect("a reply")), (1, 3));
+    w.send(&attempt::<chatty_async>(2, 4)).expect("sent");
+    assert_eq!(
+        w.recv().expect("a reply"),
+        Reply::Logs(2, vec![line(3, "before the wait"), line(1, "after the wait x=4")])
+    );
+    assert_eq!(returned(w.recv().expect("a reply")), (2, 4));
+    // A task that logs nothing sends no log frame.
+    w.send(&attempt::<add1>(3, 1)).expect("sent");
+    assert_eq!(returned(w.recv().expect("a reply")), (3, 2));
+    assert!(w.close().expect("it exits").success());
 }

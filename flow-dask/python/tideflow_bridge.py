@@ -24,6 +24,7 @@ import time
 
 PROTOCOL_MAGIC = b"TIDEFLOW-WORKER\n"
 ATTEMPT = 2
+ENDED = 3
 REFUSED = 4
 
 
@@ -166,7 +167,16 @@ class TideflowWorker(WorkerPlugin):
             try:
                 proc.stdin.write(frame)
                 proc.stdin.flush()
-                reply = read_frame(proc.stdout)
+                # The attempt's log lines (if any), then its end.
+                reply = b""
+                while True:
+                    part = read_frame(proc.stdout)
+                    if part is None:
+                        reply = None
+                        break
+                    reply += part
+                    if part[4] in (ENDED, REFUSED):
+                        break
             except (BrokenPipeError, OSError):
                 reply = None
             if reply is None:

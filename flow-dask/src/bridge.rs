@@ -251,6 +251,7 @@ impl DaskBridge {
         match frame::read(&mut self.output)? {
             Frame::Ended(ticket, end) => Ok(Reply::Ended(ticket, end)),
             Frame::Refused(r) => Ok(Reply::Refused(r)),
+            Frame::Logs(ticket, lines) => Ok(Reply::Logs(ticket, lines)),
             _ => Err(DaskError::Frame(FrameError::Malformed(
                 "the bridge may only answer ended or refused".into(),
             ))),

@@ -300,6 +300,12 @@ fn read_replies(
 ) {
     let why = loop {
         let (ticket, reply) = match frame::read(output) {
+            Ok(Frame::Logs(ticket, lines)) => {
+                if let Some((tx, mine)) = lock(routes).get(&ticket) {
+                    let _ = tx.send(ClusterReply::Logs(*mine, lines));
+                }
+                continue;
+            }
             Ok(Frame::Ended(ticket, end)) => (ticket, Ok(end)),
             Ok(Frame::Refused(Refused {
                 ticket: Some(ticket),

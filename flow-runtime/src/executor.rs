@@ -149,6 +149,8 @@ pub enum ClusterReply {
     /// The connection is gone (the bridge or the scheduler went away): every attempt in
     /// flight ends `Failed` with the message.
     Lost(String),
+    /// What the attempt of this ticket logged on its worker, before its end.
+    Logs(u32, Vec<crate::worker::frame::LogLine>),
 }
 
 /// A [`Cluster`] as an [`Executor`]: shared by every flow run that uses it.

@@ -9,6 +9,7 @@
 //! | 2 | attempt | `u32` header length, MessagePack of [`AttemptHeader`], `u32` input count, then each input as `u32` length and bytes |
 //! | 3 | ended | `u32` header length, MessagePack of [`EndHeader`], then for a returned value its bytes as `u32` length and bytes |
 //! | 4 | refused | MessagePack of [`Refused`] |
+//! | 5 | logs | MessagePack of the ticket and the [`LogLine`]s its attempt emitted (a worker sends it just before the attempt's ended frame, when there are any) |
 //!
 //! Task data (inputs, a returned value) stays raw bytes in the task's wire format, outside
 //! the MessagePack headers, so a bridge can pass them through (a Dask future holding
@@ -32,6 +33,7 @@ const HELLO: u8 = 1;
 const ATTEMPT: u8 = 2;
 const ENDED: u8 = 3;
 const REFUSED: u8 = 4;
+const LOGS: u8 = 5;
 
 /// Who is speaking, first thing on a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +103,17 @@ pub struct Refused {
     pub message: String,
 }
 
+/// One log line a task body emitted (`tracing`) while its attempt ran in a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// 1 error, 2 warn, 3 info, 4 debug, 5 trace.
+    pub level: u8,
+    /// The event's target (its module, unless set).
+    pub target: String,
+    /// The message, then the other fields as `name=value`.
+    pub text: String,
+}
+
 /// One frame.
 #[derive(Debug, PartialEq)]
 pub enum Frame {
@@ -112,6 +125,8 @@ pub enum Frame {
     Ended(u32, WireEnd),
     /// See [`Refused`].
     Refused(Refused),
+    /// What the attempt of a ticket logged.
+    Logs(u32, Vec<LogLine>),
 }
 
 /// A frame that could not be read.
@@ -159,6 +174,10 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
         Frame::Refused(r) => {
             body.push(REFUSED);
             body.extend(msgpack(r));
+        }
+        Frame::Logs(ticket, lines) => {
+            body.push(LOGS);
+            body.extend(msgpack(&(ticket, lines)));
         }
         Frame::Attempt(a) => {
             body.push(ATTEMPT);
@@ -266,6 +285,10 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
     match *kind {
         HELLO => Ok(Frame::Hello(decode(rest, "hello")?)),
         REFUSED => Ok(Frame::Refused(decode(rest, "refused")?)),
+        LOGS => {
+            let (ticket, lines): (u32, Vec<LogLine>) = decode(rest, "logs")?;
+            Ok(Frame::Logs(ticket, lines))
+        }
         ATTEMPT => {
             let header: AttemptHeader = decode(cur.part("attempt header")?, "attempt header")?;
             let n = cur.u32("input count")?;

@@ -34,6 +34,7 @@
 //! old one end as if it had died.
 
 pub mod frame;
+mod logs;
 mod process;
 
 use std::collections::HashSet;
@@ -42,7 +43,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tracing::Span;
 
-use self::frame::{Frame, FrameError, Hello, Refused};
+use self::frame::{Frame, FrameError, Hello, LogLine, Refused};
 pub use self::process::{Reply, WorkerError, WorkerProcess};
 use crate::context::TaskContext;
 use crate::engine::backend::{Attempt, AttemptEnd, Runner};
@@ -51,7 +52,7 @@ use crate::task::TaskBody;
 use crate::value::Value;
 
 /// The version of the frames and of their headers.
-pub const PROTOCOL: u16 = 1;
+pub const PROTOCOL: u16 = 2;
 
 /// The environment variable that starts a program in worker mode (`1`).
 pub const ENV: &str = "TIDEFLOW_WORKER";
@@ -92,6 +93,8 @@ pub fn serve_if_worker() {
     if !is_worker() {
         return;
     }
+    // What task bodies log goes back with their attempt's end.
+    let _ = tracing::subscriber::set_global_default(logs::Capture);
     // On a thread of its own: `main` may already run on a tokio runtime
     // (`#[tokio::main]`), and the worker builds its own.
     let served = worker_stdio().and_then(|(input, output)| {
@@ -219,17 +222,21 @@ pub fn serve(
                 running.spawn_on(
                     async move {
                         let ticket = a.ticket;
-                        let (reply, stuck) = match run(a).await {
-                            Ok((end, stuck)) => (Frame::Ended(ticket, end), stuck),
+                        let (reply, stuck, lines) = match run(a).await {
+                            Ok((end, stuck, lines)) => (Frame::Ended(ticket, end), stuck, lines),
                             Err(message) => (
                                 Frame::Refused(Refused {
                                     ticket: Some(ticket),
                                     message,
                                 }),
                                 false,
+                                Vec::new(),
                             ),
                         };
                         // The coordinator may be gone; nothing else to tell it.
+                        if !lines.is_empty() {
+                            let _ = send(&Frame::Logs(ticket, lines));
+                        }
                         let _ = send(&reply);
                         if stuck {
                             // A sync body past its timeout cannot be stopped but with its
@@ -271,13 +278,14 @@ fn kind(frame: &Frame) -> &'static str {
         Frame::Attempt(_) => "attempt",
         Frame::Ended(..) => "ended",
         Frame::Refused(_) => "refused",
+        Frame::Logs(..) => "logs",
     }
 }
 
 /// Runs one attempt: its task found by key, its inputs read in the task's wire format,
 /// its body run as the local backend runs it; with whether a sync body is still running
 /// past its timeout. `Err`: why it could not run.
-async fn run(a: WireAttempt) -> Result<(WireEnd, bool), String> {
+async fn run(a: WireAttempt) -> Result<(WireEnd, bool, Vec<LogLine>), String> {
     let worker = || format!("this worker (pid {}, build {})", std::process::id(), build_id());
     let def = crate::find_task(&a.task_key).ok_or_else(|| {
         format!(
@@ -340,23 +348,27 @@ async fn run(a: WireAttempt) -> Result<(WireEnd, bool), String> {
         report_start: false,
     };
     let runner = Runner::new(Span::current(), None);
-    let (end, stuck) = match def.body {
+    let (end, stuck, lines) = match def.body {
         TaskBody::Sync(body) => {
             let limit = attempt.timeout;
-            let thread = tokio::task::spawn_blocking(move || runner.run_sync(attempt, body));
+            let thread =
+                tokio::task::spawn_blocking(move || logs::capture(|| runner.run_sync(attempt, body)));
             match limit {
                 Some(limit) => match tokio::time::timeout(limit, thread).await {
-                    Ok(joined) => joined.map(|e| (e.end, false)),
+                    Ok(joined) => joined.map(|(e, lines)| (e.end, false, lines)),
                     // The thread goes on: only ending the process stops it.
-                    Err(_) => Ok((AttemptEnd::TimedOut(limit), true)),
+                    Err(_) => Ok((AttemptEnd::TimedOut(limit), true, Vec::new())),
                 },
-                None => thread.await.map(|e| (e.end, false)),
+                None => thread.await.map(|(e, lines)| (e.end, false, lines)),
             }
             .map_err(|e| format!("the task's thread failed: {e}"))?
         }
-        _ => (runner.run_async(attempt).await.end, false),
+        _ => {
+            let (ended, lines) = logs::Captured::new(runner.run_async(attempt)).await;
+            (ended.end, false, lines)
+        }
     };
-    Ok((end.to_wire(def)?, stuck))
+    Ok((end.to_wire(def)?, stuck, lines))
 }
 
 /// A flow's name as the `&'static str` a [`TaskContext`] holds: each distinct name is

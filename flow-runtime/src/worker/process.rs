@@ -30,6 +30,8 @@ pub enum Reply {
     Ended(u32, WireEnd),
     /// The worker did not run it (or could not read a frame): why.
     Refused(Refused),
+    /// What the attempt of this ticket logged (just before its end).
+    Logs(u32, Vec<frame::LogLine>),
 }
 
 /// Why a worker process cannot be used.
@@ -185,8 +187,9 @@ impl WorkerProcess {
         match frame::read(&mut self.output) {
             Ok(Frame::Ended(ticket, end)) => Ok(Reply::Ended(ticket, end)),
             Ok(Frame::Refused(r)) => Ok(Reply::Refused(r)),
+            Ok(Frame::Logs(ticket, lines)) => Ok(Reply::Logs(ticket, lines)),
             Ok(_) => Err(self.error(FrameError::Malformed(
-                "a worker may only answer ended or refused".into(),
+                "a worker may only answer ended, refused or logs".into(),
             ))),
             Err(e) => Err(self.error(e)),
         }

@@ -7,18 +7,23 @@ use std::time::Instant;
 
 use futures::FutureExt as _;
 
-use super::{Attempt, AttemptEnd, Ended, LocalBackend, Report, Submitted};
+use tracing::Span;
+
+use super::{Attempt, AttemptEnd, Ended, LocalBackend, Report, Runner, Submitted};
 use crate::error::SignalKind;
 use crate::executor::{ClusterConnection, ClusterReply};
 use crate::task::{TaskBody, TaskDef};
+use crate::worker::frame::LogLine;
 
 /// Runs attempts on a cluster.
 pub(crate) struct ClusterBackend {
     conn: Box<dyn ClusterConnection>,
     /// What cannot cross a process runs here.
     local: LocalBackend,
-    /// Attempts on the cluster, by ticket: their task (to read their result) and start.
-    away: HashMap<u32, (&'static TaskDef, Instant)>,
+    /// Attempts on the cluster, by ticket: their task (to read their result), start, and
+    /// span (what their bodies log on the workers is logged in it here).
+    away: HashMap<u32, (&'static TaskDef, Instant, Span)>,
+    runner: Runner,
     /// Ends to report without waiting: attempts failed by a lost connection.
     ready: VecDeque<Ended>,
     /// The connection is gone: every later attempt fails with this message.
@@ -26,10 +31,11 @@ pub(crate) struct ClusterBackend {
 }
 
 impl ClusterBackend {
-    pub(super) fn new(conn: Box<dyn ClusterConnection>, local: LocalBackend) -> Self {
+    pub(super) fn new(conn: Box<dyn ClusterConnection>, local: LocalBackend, runner: Runner) -> Self {
         ClusterBackend {
             conn,
             local,
+            runner,
             away: HashMap::new(),
             ready: VecDeque::new(),
             lost: None,
@@ -68,7 +74,8 @@ impl ClusterBackend {
         if let Err(e) = self.conn.submit(&wire) {
             return failed(format!("the attempt cannot be sent to the cluster: {e}"));
         }
-        self.away.insert(attempt.ticket, (def, Instant::now()));
+        let span = self.runner.span(&attempt.ctx);
+        self.away.insert(attempt.ticket, (def, Instant::now(), span));
         Submitted::Started
     }
 
@@ -126,8 +133,13 @@ impl ClusterBackend {
             retry_wanted: true,
         };
         let (ticket, end) = match reply {
+            Some(ClusterReply::Logs(ticket, lines)) => {
+                let (_, _, span) = self.away.get(&ticket)?;
+                span.in_scope(|| lines.iter().for_each(relog));
+                return None;
+            }
             Some(ClusterReply::Ended(ticket, wire)) => {
-                let (def, _) = self.away.get(&ticket)?;
+                let (def, _, _) = self.away.get(&ticket)?;
                 let end = AttemptEnd::from_wire(wire, def)
                     .unwrap_or_else(|e| failed(format!("the result from the cluster cannot be read: {e}")));
                 (ticket, end)
@@ -136,7 +148,7 @@ impl ClusterBackend {
             Some(ClusterReply::Lost(message)) => return self.lose(message),
             None => return self.lose("the cluster connection closed".to_owned()),
         };
-        let (_, started) = self.away.remove(&ticket)?;
+        let (_, started, _) = self.away.remove(&ticket)?;
         Some(Report::Ended(Ended {
             ticket,
             started,
@@ -150,7 +162,7 @@ impl ClusterBackend {
     fn lose(&mut self, message: String) -> Option<Report> {
         tracing::error!(target: "tideflow", error = %message, "lost the cluster");
         let now = Instant::now();
-        for (ticket, (_, started)) in self.away.drain() {
+        for (ticket, (_, started, _)) in self.away.drain() {
             self.ready.push_back(Ended {
                 ticket,
                 started,
@@ -176,5 +188,17 @@ impl ClusterBackend {
 
     pub(super) async fn close(self) {
         self.local.close().await;
+    }
+}
+
+/// Logs here, in the current span, a line a task body logged on a worker.
+fn relog(line: &LogLine) {
+    let (target, text) = (line.target.as_str(), line.text.as_str());
+    match line.level {
+        1 => tracing::error!(target: "tideflow::worker", origin = target, "{text}"),
+        2 => tracing::warn!(target: "tideflow::worker", origin = target, "{text}"),
+        3 => tracing::info!(target: "tideflow::worker", origin = target, "{text}"),
+        4 => tracing::debug!(target: "tideflow::worker", origin = target, "{text}"),
+        _ => tracing::trace!(target: "tideflow::worker", origin = target, "{text}"),
     }
 }

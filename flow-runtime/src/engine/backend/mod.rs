@@ -134,8 +134,8 @@ impl Backend {
                     .cluster()
                     .open()
                     .map_err(|e| format!("cannot use the cluster ({}): {e}", c.cluster().describe()))?;
-                let local = LocalBackend::new(&crate::LocalExecutor::new(), graph, runner);
-                Backend::Cluster(ClusterBackend::new(conn, local))
+                let local = LocalBackend::new(&crate::LocalExecutor::new(), graph, runner.clone());
+                Backend::Cluster(ClusterBackend::new(conn, local, runner))
             }
         })
     }
@@ -229,7 +229,7 @@ impl Runner {
 
     /// The span an attempt runs in: its task run, attempt and ids, so that a subscriber
     /// files the body's log lines under their task run.
-    fn span(&self, ctx: &TaskContext) -> Span {
+    pub(crate) fn span(&self, ctx: &TaskContext) -> Span {
         tracing::info_span!(
             parent: &self.span,
             "task_run",
