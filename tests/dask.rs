@@ -631,26 +631,13 @@ async fn a_task_of_a_local_flow_runs_a_flow_on_a_dask_cluster() {
     assert_eq!(run.output(), Ok(&11), "{}", run.summary());
 }
 
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_task_logs_on_a_worker_is_logged_here_under_its_task_run() {
     use tracing::instrument::WithSubscriber as _;
     let Some(python) = python() else {
         return;
     };
-    let logs = Captured::default();
+    let logs = common::Captured::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)

@@ -46,3 +46,23 @@ pub fn executor() -> tideflow::Executor {
         None => tideflow::Executor::default(),
     }
 }
+
+/// A writer that keeps what is written, for a `tracing_subscriber::fmt` subscriber whose
+/// output a test reads.
+#[allow(dead_code)] // Not every test binary that shares this module uses it.
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
