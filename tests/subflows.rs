@@ -255,3 +255,38 @@ async fn a_subflow_in_a_branch_uses_the_parents_result_store_and_executor() {
     );
     assert_eq!(STORED_STEPS.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_subscriber_of_the_parent_sees_the_subflow_run_too() {
+    use tideflow::event::{Delivery, Received};
+    let mut flow = report();
+    let mut events = flow.subscribe(Delivery::lossless(1024));
+    let run = flow.run().await;
+    assert!(run.state().is_success());
+    let sub = run.task("sum").subflow::<u64>().expect("the subflow's run");
+    drop(flow);
+    let mut seen = Vec::new();
+    while let Some(Received::Event(e)) = events.recv().await {
+        seen.push(e);
+    }
+    // The subflow's run, from its start to its end, under its own id.
+    let of_sub: Vec<(String, &str, &str)> = seen
+        .iter()
+        .filter(|e| e.flow_run_id == sub.id() && e.task.is_none())
+        .map(|e| (e.flow.clone(), e.old.name(), e.new.name()))
+        .collect();
+    assert_eq!(
+        of_sub,
+        [
+            ("sum_of_squares".to_owned(), "Pending", "Running"),
+            ("sum_of_squares".to_owned(), "Running", "Success")
+        ]
+    );
+    assert!(seen
+        .iter()
+        .any(|e| e.flow_run_id == sub.id() && e.name() == "squares[3]" && e.new.name() == "Success"));
+    // And the parent's, under its own.
+    assert!(seen
+        .iter()
+        .any(|e| e.flow_run_id == run.id() && e.task.is_none() && e.new.name() == "Success"));
+}

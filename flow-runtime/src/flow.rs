@@ -310,6 +310,9 @@ impl<O: Send + Sync + 'static> Flow<O> {
                     self.options.store = parent.store.clone();
                 }
                 self.options.persist_all |= parent.persist_all;
+                self.options
+                    .subscribers
+                    .extend(parent.subscribers.iter().cloned());
             }
             let id = FlowRunId::new();
             let run =

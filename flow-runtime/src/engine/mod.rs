@@ -60,13 +60,15 @@ pub(crate) struct RunOptions {
     pub(crate) subscribers: Vec<Subscriber>,
 }
 
-/// What a subflow's run takes from its parent's: the executor, the result store and the
-/// switch that persists every result.
+/// What a subflow's run takes from its parent's: the executor, the result store, the
+/// switch that persists every result, and the subscribers the parent's flow had (a run
+/// history sees a subflow's run beside its parent's).
 #[derive(Clone, Debug)]
 pub(crate) struct Inherited {
     pub(crate) executor: Executor,
     pub(crate) store: Option<ResultStore>,
     pub(crate) persist_all: bool,
+    pub(crate) subscribers: Vec<Subscriber>,
 }
 
 tokio::task_local! {

@@ -306,6 +306,7 @@ impl Scheduler {
                 executor: options.executor.clone(),
                 store: options.store.clone(),
                 persist_all: options.persist_all,
+                subscribers: options.subscribers.clone(),
             })
         });
         let (backend, unusable) = match Backend::new(&options.executor, &graph, span.clone(), inherited) {
