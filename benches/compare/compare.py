@@ -19,6 +19,13 @@ Frameworks:
               `client.gather`; chain: `client.submit(inc, prev, pure=False)`.
     tideflow  the `scale` bench binary (benches/scale.rs), built with
               `cargo bench --bench scale --no-run` and run directly.
+    tideflow-dask  the same binary with `--executor dask-local:2`: the flow's task
+              attempts on a local Dask cluster of the same shape as the Dask cell's
+              (2 worker processes, 1 thread each), reached through tideflow's bridge run
+              by this venv's Python. The bench runs the flow twice in one process and the
+              second run is the run (the first starts the cluster); the startup is a
+              fresh process's run over one element, which starts the cluster. Peak RSS is
+              the coordinator's only.
 
 Every measurement runs in a fresh process, so peak RSS is per workload. Timings:
 
@@ -64,7 +71,7 @@ WORKLOADS = {
     "map10k": ("map", 10_000),
     "chain1k": ("chain", 1_000),
 }
-FRAMEWORKS = ("tideflow", "prefect", "dask")
+FRAMEWORKS = ("tideflow", "prefect", "dask", "tideflow-dask")
 LABELS = {
     "map1k": "map ×1,000",
     "map10k": "map ×10,000",
@@ -72,6 +79,7 @@ LABELS = {
     "tideflow": "tideflow",
     "prefect": "Prefect 3",
     "dask": "Dask",
+    "tideflow-dask": "tideflow on Dask",
 }
 WORKER_TIMEOUT_S = 1800
 
@@ -426,15 +434,15 @@ def build_tideflow():
     return exe
 
 
-def run_scale(exe, kind, n, mode, log):
+def run_scale(exe, kind, n, mode, log, extra=(), env=None):
     """One fresh process of the scale bench: `scale <kind> <N> --sync|--async --json`.
 
     The same binary `cargo bench --bench scale -- map 1000 --sync --json` runs (cargo
     adds `--bench`); running it directly keeps cargo out of the wall time and RSS.
     Returns (spawn-to-exit seconds, ru_maxrss KiB, the bench's JSON record).
     """
-    cmd = [exe, kind, str(n), f"--{mode}", "--json", "--bench"]
-    t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, dict(os.environ), log)
+    cmd = [exe, kind, str(n), f"--{mode}", "--json", "--bench", *extra]
+    t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, env or dict(os.environ), log)
     if rc != 0:
         sys.exit(f"tideflow {kind} {n} failed (exit {rc}); log {log}:\n{tail(log)}")
     records = []
@@ -448,10 +456,10 @@ def run_scale(exe, kind, n, mode, log):
                     pass
     if not records:
         sys.exit(f"tideflow {kind} {n}: no JSON line in the bench output; log {log}:\n{tail(log)}")
-    rec = records[-1]
-    if rec.get("workload") != kind or rec.get("n") != n or rec.get("body") != mode:
-        sys.exit(f"tideflow: the bench reported {rec}, not {kind} over {n} ({mode})")
-    return t_exit - t_spawn, maxrss, rec
+    for rec in records:
+        if rec.get("workload") != kind or rec.get("n") != n or rec.get("body") != mode:
+            sys.exit(f"tideflow: the bench reported {rec}, not {kind} over {n} ({mode})")
+    return t_exit - t_spawn, maxrss, (records[-1] if not extra else records)
 
 
 def flow_seconds(rec):
@@ -487,6 +495,37 @@ def measure_tideflow(exe, workload, rep, mode):
         "peak_rss_mib": float(rec["peak_rss_mib"]),
         "wait4_ru_maxrss_mib": maxrss / 1024,
         "bench_record": rec,
+        "log": os.path.relpath(log, REPO),
+    }
+
+
+def measure_tideflow_dask(exe, workload, rep, mode):
+    kind, n = WORKLOADS[workload]
+    log = os.path.join(WORK, "logs", f"tideflow-dask-{mode}-{workload}-{rep}.log")
+    env = dict(os.environ)
+    env["TIDEFLOW_PYTHON"] = sys.executable  # this venv's Python has Dask's client
+    env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
+    extra = ("--executor", "dask-local:2", "--repeat", "2")
+    proc_s, maxrss, recs = run_scale(exe, kind, n, mode, log, extra, env)
+    if len(recs) != 2:
+        sys.exit(f"tideflow-dask {workload}: expected 2 runs in the bench output; log {log}")
+    run_s = flow_seconds(recs[1])
+    # Start-up: a fresh process over one element, whose single run starts the cluster
+    # (and the bridge) and then runs a flow of microseconds.
+    log1 = os.path.join(WORK, "logs", f"tideflow-dask-{mode}-{workload}-{rep}-startup.log")
+    _, _, recs1 = run_scale(exe, "map", 1, mode, log1, ("--executor", "dask-local:2"), env)
+    startup_s = flow_seconds(recs1[0])
+    return {
+        "value": expected_value(kind, n),
+        "run_s": run_s,
+        "startup_s": startup_s,
+        "wall_s": startup_s + run_s,
+        "process_spawn_to_exit_s": proc_s,
+        "other_cpu_s": OTHER_CPU["last"],
+        "exit_after_results_s": None,
+        "peak_rss_mib": float(recs[1]["peak_rss_mib"]),
+        "wait4_ru_maxrss_mib": maxrss / 1024,
+        "bench_record": recs,
         "log": os.path.relpath(log, REPO),
     }
 
@@ -615,14 +654,14 @@ def main():
               f"machine will skew the timings", flush=True)
 
     exe = None
-    if "tideflow" in frameworks:
+    if "tideflow" in frameworks or "tideflow-dask" in frameworks:
         print("building the tideflow scale bench (cargo bench --bench scale --no-run) ...",
               flush=True)
         exe = build_tideflow()
         if exe is None:
             print("benches/scale.rs does not exist yet: skipping tideflow", flush=True)
             notes.append("tideflow skipped: benches/scale.rs missing")
-            frameworks = [f for f in frameworks if f != "tideflow"]
+            frameworks = [f for f in frameworks if f not in ("tideflow", "tideflow-dask")]
 
     prefect_template = None
     if "prefect" in frameworks:
@@ -637,6 +676,8 @@ def main():
             for fw in frameworks:
                 if fw == "tideflow":
                     s = measure_tideflow(exe, w, rep, args.tideflow_mode)
+                elif fw == "tideflow-dask":
+                    s = measure_tideflow_dask(exe, w, rep, args.tideflow_mode)
                 else:
                     s = measure_python(fw, w, rep, prefect_template)
                 kind, n = WORKLOADS[w]
@@ -653,7 +694,8 @@ def main():
                       flush=True)
 
     cells = {k: median_cell(v) for k, v in samples.items()}
-    table = render_table(cells, workloads, frameworks, "tideflow")
+    key = "tideflow" if "tideflow" in frameworks else "tideflow-dask"
+    table = render_table(cells, workloads, frameworks, key)
 
     for (w, fw), ss in samples.items():
         if fw == "prefect":
