@@ -130,6 +130,7 @@ fn attempt_of(ticket: u32, key: &str, x: u64) -> WireAttempt {
             parameters: serde_json::Map::new(),
         },
         timeout: None,
+        result_here: true,
     }
 }
 

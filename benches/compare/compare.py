@@ -8,6 +8,9 @@ Workloads (a trivial task `inc(x) = x + 1` in every framework):
     map ×1,000     inc mapped over range(1000); result: the sum of the outputs
     map ×10,000    inc mapped over range(10000)
     chain ×1,000   x = inc(0), then 999 times x = inc(x), each a dependent task
+    data 50×10 MB  50 chunks of 10 MB made on the workers, each measured where it is
+                   (length × first byte), then the measures summed: Dask and tideflow
+                   on Dask only; tideflow reports the bytes its coordinator received
 
 Frameworks:
 
@@ -70,12 +73,16 @@ WORKLOADS = {
     "map1k": ("map", 1_000),
     "map10k": ("map", 10_000),
     "chain1k": ("chain", 1_000),
+    "data50": ("data", 50),
 }
+# Bytes in a chunk of the data workload (as in benches/data.rs).
+CHUNK = 10_000_000
 FRAMEWORKS = ("tideflow", "prefect", "dask", "tideflow-dask")
 LABELS = {
     "map1k": "map ×1,000",
     "map10k": "map ×10,000",
     "chain1k": "chain ×1,000",
+    "data50": "data 50×10 MB",
     "tideflow": "tideflow",
     "prefect": "Prefect 3",
     "dask": "Dask",
@@ -90,11 +97,21 @@ def expected_value(kind, n):
         return n * (n + 1) // 2
     if kind == "chain":
         return n
+    if kind == "data":
+        return sum((i % 100 + 1) * CHUNK for i in range(n))
     raise ValueError(kind)
 
 
 def inc(x):
     return x + 1
+
+
+def make_chunk(i):
+    return bytes([i % 100 + 1]) * CHUNK
+
+
+def measure_chunk(c):
+    return len(c) * c[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -204,6 +221,10 @@ def dask_worker(kind, n):
     if kind == "map":
         futures = client.map(inc, range(n))
         value = sum(client.gather(futures))
+    elif kind == "data":
+        chunks = client.map(make_chunk, range(n), pure=False)
+        sizes = client.map(measure_chunk, chunks, pure=False)
+        value = client.submit(sum, sizes, pure=False).result()
     else:
         futures = [client.submit(inc, 0, pure=False)]
         for _ in range(n - 1):
@@ -409,11 +430,11 @@ def measure_python(framework, workload, rep, prefect_template):
 
 # ---- tideflow: the `scale` bench binary --------------------------------------------
 
-def build_tideflow():
-    """Build benches/scale.rs in the bench (release) profile; returns the executable."""
-    if not os.path.exists(os.path.join(REPO, "benches", "scale.rs")):
+def build_tideflow(bench="scale"):
+    """Build benches/<bench>.rs in the bench (release) profile; returns the executable."""
+    if not os.path.exists(os.path.join(REPO, "benches", f"{bench}.rs")):
         return None
-    cmd = ["cargo", "bench", "--bench", "scale", "--no-run", "--message-format=json"]
+    cmd = ["cargo", "bench", "--bench", bench, "--no-run", "--message-format=json"]
     proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE)  # cargo's progress: stderr
     if proc.returncode != 0:
         sys.exit("building the tideflow bench failed (cargo's errors above)")
@@ -425,12 +446,12 @@ def build_tideflow():
             continue
         if (
             msg.get("reason") == "compiler-artifact"
-            and msg.get("target", {}).get("name") == "scale"
+            and msg.get("target", {}).get("name") == bench
             and msg.get("executable")
         ):
             exe = msg["executable"]
     if exe is None:
-        sys.exit("cargo built the scale bench but reported no executable")
+        sys.exit(f"cargo built the {bench} bench but reported no executable")
     return exe
 
 
@@ -499,6 +520,40 @@ def measure_tideflow(exe, workload, rep, mode):
     }
 
 
+def measure_tideflow_data(exe, workload, rep):
+    """The data bench (benches/data.rs): two runs in one process; the second is the run."""
+    kind, n = WORKLOADS[workload]
+    log = os.path.join(WORK, "logs", f"tideflow-dask-{workload}-{rep}.log")
+    env = dict(os.environ)
+    env["TIDEFLOW_PYTHON"] = sys.executable
+    env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
+    cmd = [exe, str(n), "--repeat", "2", "--json", "--bench"]
+    t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, env, log)
+    if rc != 0:
+        sys.exit(f"tideflow data {n} failed (exit {rc}); log {log}:\n{tail(log)}")
+    with open(log, errors="replace") as f:
+        recs = [json.loads(l) for l in f if l.startswith("{")]
+    if len(recs) != 2:
+        sys.exit(f"tideflow data {n}: expected 2 runs in the bench output; log {log}")
+    first, second = recs
+    return {
+        "value": second["output"],
+        "run_s": second["wall_s"],
+        # The first run starts the cluster: its extra time over the second is the startup.
+        "startup_s": max(first["wall_s"] - second["wall_s"], 0.0),
+        "wall_s": first["wall_s"],
+        "process_spawn_to_exit_s": t_exit - t_spawn,
+        "other_cpu_s": OTHER_CPU["last"],
+        "exit_after_results_s": None,
+        "peak_rss_mib": None,
+        "wait4_ru_maxrss_mib": maxrss / 1024,
+        "bytes_received": second["bytes_received"],
+        "data_bytes": second["data_bytes"],
+        "bench_record": recs,
+        "log": os.path.relpath(log, REPO),
+    }
+
+
 def measure_tideflow_dask(exe, workload, rep, mode):
     kind, n = WORKLOADS[workload]
     log = os.path.join(WORK, "logs", f"tideflow-dask-{mode}-{workload}-{rep}.log")
@@ -543,6 +598,8 @@ def fmt_s(v):
 
 
 def fmt_mib(v):
+    if v is None:
+        return "n/a"
     return f"{v:.1f}" if v < 10 else f"{v:.0f}"
 
 
@@ -663,6 +720,11 @@ def main():
             notes.append("tideflow skipped: benches/scale.rs missing")
             frameworks = [f for f in frameworks if f not in ("tideflow", "tideflow-dask")]
 
+    data_exe = None
+    if "data50" in workloads and "tideflow-dask" in frameworks:
+        print("building the tideflow data bench (cargo bench --bench data --no-run) ...", flush=True)
+        data_exe = build_tideflow("data")
+
     prefect_template = None
     if "prefect" in frameworks:
         print("creating and migrating a Prefect database (not measured) ...", flush=True)
@@ -674,7 +736,11 @@ def main():
     for rep in range(args.repeat):
         for w in workloads:
             for fw in frameworks:
-                if fw == "tideflow":
+                if WORKLOADS[w][0] == "data" and fw not in ("dask", "tideflow-dask"):
+                    continue  # the data workload compares Dask with tideflow on Dask
+                if fw == "tideflow-dask" and WORKLOADS[w][0] == "data":
+                    s = measure_tideflow_data(data_exe, w, rep)
+                elif fw == "tideflow":
                     s = measure_tideflow(exe, w, rep, args.tideflow_mode)
                 elif fw == "tideflow-dask":
                     s = measure_tideflow_dask(exe, w, rep, args.tideflow_mode)
@@ -708,6 +774,12 @@ def main():
                 f"'dropping message': {dropped}, ERROR: {errors} over {len(ss)} runs"
             )
 
+    for (w, fw), ss in samples.items():
+        if ss[0].get("bytes_received") is not None:
+            got = statistics.median(s["bytes_received"] for s in ss)
+            made = ss[0]["data_bytes"]
+            notes.append(f"{LABELS[fw]} {LABELS[w]}: the coordinator received {got:,.0f} bytes "
+                         f"for {made:,} bytes of data ({got / made:.4%})")
     for (w, fw), ss in samples.items():
         runs = [s["run_s"] for s in ss]
         if len(runs) > 1 and max(runs) > 1.2 * min(runs) and fw != "tideflow":

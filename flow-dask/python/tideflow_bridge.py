@@ -1,14 +1,21 @@
 """The bridge between a tideflow coordinator and a Dask cluster.
 
-The coordinator (a Rust program) starts this script with Python, writes attempt frames on
-its standard input and reads reply frames on its standard output. The script connects to
-a Dask scheduler (or starts a local cluster), has every Dask worker start one long-lived
-tideflow worker process (the coordinator's own program in worker mode), and runs each
-attempt as a Dask task on a worker, which hands the frame to its tideflow worker process
-over a pipe and returns the reply.
+The coordinator (a Rust program) starts this script with Python, writes routed attempt
+frames on its standard input and reads reply frames on its standard output. The script
+connects to a Dask scheduler (or starts a local cluster), has every Dask worker start one
+long-lived tideflow worker process (the coordinator's own program in worker mode), and
+runs each attempt as a Dask task on a worker, which hands the attempt to its tideflow
+worker process over a pipe.
 
-Frames are a little-endian u32 length, then that many bytes; this script reads only the
-attempt's ticket (for errors) and passes everything else through.
+Data stays in the cluster. A Dask task's result is the attempt's returned value (bytes in
+the task's wire format); its outcome travels apart, as a Dask event on this bridge's topic,
+so the bridge never gathers a result it does not need. A small value rides along with its
+outcome; a large one stays on its worker, held under its Dask key until the coordinator
+releases it, and the attempts that read it take its future as an argument (Dask moves it
+worker to worker). The coordinator asks for a value back only where it needs it.
+
+Frames are a little-endian u32 length, then that many bytes (see the Rust `frame` module
+for the table); this script reads the routing of an attempt and passes task data through.
 
 Shipped inside the `flow-dask` crate; not meant to be run by hand.
 """
@@ -16,16 +23,27 @@ Shipped inside the `flow-dask` crate; not meant to be run by hand.
 import argparse
 import json
 import os
+import queue
 import struct
 import subprocess
 import sys
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 PROTOCOL_MAGIC = b"TIDEFLOW-WORKER\n"
 ATTEMPT = 2
 ENDED = 3
 REFUSED = 4
+ROUTED = 6
+HELD = 7
+RECOMPUTED = 8
+RELEASE = 9
+
+# A returned value up to this size travels with its outcome; a larger one stays on the
+# worker that made it unless the coordinator asked for it.
+INLINE = 16 * 1024
 
 
 # Where the coordinator reads: standard output, until main() keeps it for frames alone.
@@ -46,7 +64,7 @@ def fail(message):
 
 try:
     import msgpack
-    from distributed import Client, LocalCluster, as_completed, get_worker
+    from distributed import Client, LocalCluster, get_worker
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError as e:  # pragma: no cover - depends on the machine
     fail(
@@ -80,10 +98,24 @@ def read_frame(stream):
     return head + body
 
 
+def framed(kind, body):
+    """A frame of `kind` around `body`."""
+    return struct.pack("<IB", len(body) + 1, kind) + body
+
+
 def refused(ticket, message):
     """A refused frame, as the Rust side reads it."""
-    body = bytes([REFUSED]) + msgpack.packb([ticket, message])
-    return struct.pack("<I", len(body)) + body
+    return framed(REFUSED, msgpack.packb([ticket, message]))
+
+
+def held(ticket, key, size, length):
+    """A held frame: the value of `ticket` stays on the cluster under `key`."""
+    return framed(HELD, msgpack.packb([ticket, key, size, length]))
+
+
+def ended_with(header, value):
+    """An ended frame from its header and returned value."""
+    return framed(ENDED, struct.pack("<I", len(header)) + header + struct.pack("<I", len(value)) + value)
 
 
 def attempt_ticket(frame):
@@ -93,6 +125,50 @@ def attempt_ticket(frame):
     (header_len,) = struct.unpack("<I", frame[5:9])
     header = msgpack.unpackb(frame[9 : 9 + header_len], raw=False, strict_map_key=False)
     return header[0]
+
+
+def split_frames(reply):
+    """The frames of a reply before its last one, and its last one."""
+    start, end = 0, 0
+    while end < len(reply):
+        (n,) = struct.unpack_from("<I", reply, end)
+        start, end = end, end + 4 + n
+    return reply[:start], reply[start:]
+
+
+def array_len(value):
+    """The length of a MessagePack array, or None for anything else."""
+    if not value:
+        return None
+    b = value[0]
+    if 0x90 <= b <= 0x9F:
+        return b & 0x0F
+    if b == 0xDC and len(value) >= 3:
+        return struct.unpack_from(">H", value, 1)[0]
+    if b == 0xDD and len(value) >= 5:
+        return struct.unpack_from(">I", value, 1)[0]
+    return None
+
+
+def array_header(n):
+    """The MessagePack header of an array of n elements."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 0x10000:
+        return b"\xdc" + struct.pack(">H", n)
+    return b"\xdd" + struct.pack(">I", n)
+
+
+def element_offsets(value):
+    """Where each element of a MessagePack array starts, and where the last one ends."""
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(value), 1024))
+    unpacker.feed(value)
+    n = unpacker.read_array_header()
+    offsets = [unpacker.tell()]
+    for _ in range(n):
+        unpacker.skip()
+        offsets.append(unpacker.tell())
+    return offsets
 
 
 class TideflowWorker(WorkerPlugin):
@@ -115,6 +191,55 @@ class TideflowWorker(WorkerPlugin):
         self.local_directory = worker.local_directory
         self.lock = threading.Lock()
         self.proc = None
+        # Element offsets of the held lists this worker's attempts map over, by key and
+        # path: each list is scanned once, not once per element.
+        self.offsets = {}
+
+    def element(self, key, path, value):
+        """The bytes of the element at `path` of the held list `value` (key `key`)."""
+        for depth, index in enumerate(path):
+            where = (key, tuple(path[:depth]))
+            offsets = self.offsets.get(where)
+            if offsets is None:
+                if len(self.offsets) > 256:
+                    self.offsets.clear()
+                offsets = self.offsets[where] = element_offsets(value)
+            if index + 1 >= len(offsets):
+                raise IndexError("element %d of held data %s, a list of %d" % (index, key, len(offsets) - 1))
+            value = value[offsets[index] : offsets[index + 1]]
+        return bytes(value)
+
+    def piece(self, piece, data):
+        """The bytes of one input piece (see the routing in the Rust `frame` module)."""
+        kind = piece[0]
+        if kind == 0:
+            return piece[1]
+        if kind == 1:
+            key, path = piece[1], piece[2]
+            value = data[key]
+            return self.element(key, path, memoryview(value)) if path else bytes(value)
+        parts = [self.piece(p, data) for p in piece[1]]
+        return array_header(len(parts)) + b"".join(parts)
+
+    def resolve(self, frame, refs, data):
+        """The attempt frame with the inputs the cluster holds filled in."""
+        (header_len,) = struct.unpack_from("<I", frame, 5)
+        at = 9 + header_len
+        (count,) = struct.unpack_from("<I", frame, at)
+        at += 4
+        inputs = []
+        for _ in range(count):
+            (n,) = struct.unpack_from("<I", frame, at)
+            inputs.append(frame[at + 4 : at + 4 + n])
+            at += 4 + n
+        for index, piece in refs:
+            inputs[index] = self.piece(piece, data)
+        body = [bytes([ATTEMPT]), frame[5 : 9 + header_len], struct.pack("<I", count)]
+        for value in inputs:
+            body.append(struct.pack("<I", len(value)))
+            body.append(value)
+        body = b"".join(body)
+        return struct.pack("<I", len(body)) + body
 
     def teardown(self, worker):
         proc = self.proc
@@ -190,9 +315,51 @@ class TideflowWorker(WorkerPlugin):
             return reply
 
 
-def tideflow_attempt(frame):
-    """A Dask task: runs one attempt frame on this worker's tideflow process."""
-    return get_worker().plugins["tideflow"].call(frame)
+def tideflow_attempt(frame, refs, keys, values, topic, ticket, key):
+    """A Dask task: runs one attempt on this worker's tideflow process.
+
+    `values` are the held results the attempt reads (Dask passes the data of the futures
+    the bridge gave), named by `keys`. The outcome goes to the bridge as an event on
+    `topic`: `[key, frames, header, size, length]`, where `header` is None when `frames`
+    is the whole reply; otherwise `frames` are the log lines and the returned value is
+    the task's result, which stays on this worker (`header` is its ended header, `size`
+    and `length` its size and, for a list, length).
+    """
+    worker = get_worker()
+    plugin = worker.plugins["tideflow"]
+    try:
+        if refs:
+            frame = plugin.resolve(frame, refs, dict(zip(keys, values)))
+        reply = plugin.call(frame)
+    except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
+        reply = refused(
+            ticket,
+            "the attempt could not be run on Dask worker %s: %s: %s" % (worker.address, type(e).__name__, e),
+        )
+    prefix, last = split_frames(reply)
+    if len(last) > 9 and last[4] == ENDED:
+        (header_len,) = struct.unpack_from("<I", last, 5)
+        value = last[13 + header_len :]
+        if len(last) > 9 + header_len and len(value) > INLINE:
+            worker.log_event(topic, [key, prefix, last[9 : 9 + header_len], len(value), array_len(value)])
+            return value
+    worker.log_event(topic, [key, reply, None, 0, None])
+    return None
+
+
+class Attempt:
+    """An attempt the bridge submitted, until its data is released."""
+
+    __slots__ = ("ticket", "key", "fetch", "future", "answered", "held", "finished_at")
+
+    def __init__(self, ticket, key, fetch):
+        self.ticket = ticket
+        self.key = key
+        self.fetch = fetch
+        self.future = None
+        self.answered = False
+        self.held = False
+        self.finished_at = None
 
 
 def main():
@@ -212,6 +379,11 @@ def main():
     os.dup2(2, 1)
     stdin = sys.stdin.buffer
 
+    # This bridge's events, and the prefix of its Dask keys: unique, so that several
+    # coordinators can share one cluster.
+    topic = "tideflow-%s" % uuid.uuid4().hex[:16]
+    # Outcomes (events), data fetched back, releases: handled in order by one thread.
+    inbox = queue.Queue()
     try:
         if opts.local is not None:
             cluster = LocalCluster(
@@ -230,6 +402,7 @@ def main():
             client.upload_file(opts.program, load=False)
         plugin = TideflowWorker(opts.program, opts.worker_args, opts.upload, bytes.fromhex(opts.hello))
         client.register_plugin(plugin, name="tideflow")
+        client.subscribe_topic(topic, lambda event: inbox.put(("event", event[1])))
         workers = len(client.scheduler_info().get("workers", {}))
         address = client.scheduler.address
     except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
@@ -239,20 +412,33 @@ def main():
     out.flush()
 
     write_lock = threading.Lock()
+    # Attempts by Dask key, from their submission until they are answered and, for a
+    # held result, until the coordinator releases it (dropping the future lets Dask
+    # forget the data).
+    live = {}
+    # Held results the coordinator released, by key, with their tickets (the most recent
+    # 100,000): Dask computes one again when a worker that had it is lost while a task
+    # submitted earlier still waits for it.
+    released = {}
+    # How many attempts are not answered yet, and whether the coordinator is done.
     settled = threading.Condition()
-    # Attempts submitted and not answered yet, and whether the coordinator is done.
     outstanding = [0]
     closing = [False]
-    # Every attempt's future, until it is answered (Dask forgets a task whose future is
-    # dropped), and its ticket.
-    live = {}
-    done = as_completed()
     stopping = threading.Event()
+    submissions = queue.Queue()
+    fetcher = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tideflow-fetch")
 
     def reply(frame):
         with write_lock:
             out.write(frame)
             out.flush()
+
+    def answer(attempt, frames):
+        attempt.answered = True
+        reply(frames)
+        with settled:
+            outstanding[0] -= 1
+            settled.notify_all()
 
     def scheduler_gone():
         return "the Dask scheduler at %s went away (the client is %s)" % (address, client.status)
@@ -273,80 +459,204 @@ def main():
                 reply(refused(None, scheduler_gone()))
                 os._exit(1)
 
-    def answer(future, result):
-        ticket = live.pop(future.key, (None, None))[1]
+    def fetch(attempt, frames, header):
+        # The coordinator needs this value itself: gathered from its worker.
         try:
-            if future.status == "finished":
-                reply(result if result is not None else future.result())
-            elif future.status == "cancelled":
-                if client.status != "running":
-                    reply(refused(ticket, scheduler_gone()))
-                else:
-                    reply(refused(ticket, "the attempt was cancelled on the Dask cluster"))
-            else:
-                error = future.exception()
-                reply(refused(ticket, "the Dask task failed: %s: %s" % (type(error).__name__, error)))
-        except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
-            reply(refused(ticket, "the Dask task failed: %s: %s" % (type(e).__name__, e)))
-
-    def consume():
-        # Attempts that ended are answered in batches: one gather for all that are ready.
-        while True:
-            with settled:
-                settled.wait_for(lambda: outstanding[0] > 0 or closing[0])
-                if outstanding[0] == 0:
-                    return
-            try:
-                batch = done.next_batch(block=True)
-            except StopIteration:
+            while attempt.future is None:  # the submitter is about to set it
                 time.sleep(0.001)
+            value = attempt.future.result()
+            inbox.put(("fetched", attempt, frames + ended_with(header, bytes(value))))
+        except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
+            message = "the result could not be fetched from the Dask cluster: %s: %s" % (type(e).__name__, e)
+            inbox.put(("fetched", attempt, frames + refused(attempt.ticket, message)))
+
+    def outcome(key, frames, header, size, length):
+        attempt = live.get(key)
+        if attempt is None:
+            if key in released:
+                reply(framed(RECOMPUTED, msgpack.packb(released[key])))
+            return
+        if attempt.answered:
+            # Dask ran it again: its result was lost with a worker while still held.
+            if attempt.held:
+                reply(framed(RECOMPUTED, msgpack.packb(attempt.ticket)))
+            return
+        if header is None:
+            live.pop(key, None)
+            answer(attempt, frames)
+        elif attempt.fetch:
+            attempt.answered = True
+            fetcher.submit(fetch, attempt, frames, header)
+        else:
+            attempt.held = True
+            answer(attempt, frames + held(attempt.ticket, key, size, length))
+
+    def check_failed():
+        # Dask tasks that ended without running their attempt (a worker lost too often,
+        # a dependency lost for good, the scheduler gone) have no event: answer them.
+        now = time.monotonic()
+        for attempt in list(live.values()):
+            future = attempt.future
+            if attempt.answered or future is None:
                 continue
-            finished = [f for f in batch if f.status == "finished"]
-            results = {}
-            if finished:
+            status = future.status
+            if status == "cancelled":
+                live.pop(attempt.key, None)
+                if client.status != "running":
+                    answer(attempt, refused(attempt.ticket, scheduler_gone()))
+                else:
+                    answer(attempt, refused(attempt.ticket, "the attempt was cancelled on the Dask cluster"))
+            elif status == "error":
+                live.pop(attempt.key, None)
                 try:
-                    results = dict(zip((f.key for f in finished), client.gather(finished)))
-                except Exception:  # noqa: BLE001 - answered one by one instead
-                    results = {}
-            for future in batch:
-                answer(future, results.get(future.key))
-            with settled:
-                outstanding[0] -= len(batch)
-                settled.notify_all()
+                    error = future.exception(timeout=1)
+                except Exception as e:  # noqa: BLE001
+                    error = e
+                answer(
+                    attempt,
+                    refused(attempt.ticket, "the Dask task failed: %s: %s" % (type(error).__name__, error)),
+                )
+            elif status == "finished":
+                attempt.finished_at = attempt.finished_at or now
+                if now - attempt.finished_at > 30:
+                    live.pop(attempt.key, None)
+                    answer(
+                        attempt,
+                        refused(attempt.ticket, "the Dask task finished but its outcome never arrived"),
+                    )
+
+    def process(item):
+        # A function of its own, so that nothing it read stays referenced: a future
+        # referenced here would keep its data on the cluster.
+        kind = item[0]
+        if kind == "event":
+            outcome(*item[1])
+        elif kind == "fetched":
+            live.pop(item[1].key, None)
+            answer(item[1], item[2])
+        elif kind == "release":
+            for key in item[1]:
+                attempt = live.pop(key, None)
+                if attempt is not None and attempt.held:
+                    released[key] = attempt.ticket
+                    if len(released) > 100000:
+                        released.pop(next(iter(released)))
+        elif kind == "refuse":
+            live.pop(item[1].key, None)
+            answer(item[1], refused(item[1].ticket, item[2]))
+
+    def handle():
+        last_check = time.monotonic()
+        while True:
+            try:
+                process(inbox.get(timeout=0.5))
+            except queue.Empty:
+                pass
+            if time.monotonic() - last_check > 0.5:
+                last_check = time.monotonic()
+                check_failed()
+                with settled:
+                    if closing[0] and outstanding[0] == 0:
+                        return
+
+    def send(batch):
+        # One message to the scheduler for the whole batch. A function of its own, as
+        # `process`: no future may stay referenced here.
+        if not batch:
+            return
+        columns = list(zip(*[args for _, args in batch]))
+        try:
+            futures = client.map(
+                tideflow_attempt,
+                *columns,
+                key=[attempt.key for attempt, _ in batch],
+                pure=False,
+                retries=0,
+            )
+        except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
+            for attempt, _ in batch:
+                message = "the attempt could not be sent to Dask: %s: %s" % (type(e).__name__, e)
+                inbox.put(("refuse", attempt, message))
+            return
+        for (attempt, _), future in zip(batch, futures):
+            attempt.future = future
+
+    def submit():
+        # Attempts go to Dask in batches: everything the coordinator sent by now.
+        while True:
+            batch = [submissions.get()]
+            while True:
+                try:
+                    batch.append(submissions.get_nowait())
+                except queue.Empty:
+                    break
+            last = batch[-1] is None
+            send([b for b in batch if b is not None])
+            del batch
+            if last:
+                return
 
     threading.Thread(target=watch_scheduler, daemon=True).start()
-    consumer = threading.Thread(target=consume, daemon=True)
-    consumer.start()
+    handler = threading.Thread(target=handle, daemon=True)
+    handler.start()
+    submitter = threading.Thread(target=submit, daemon=True)
+    submitter.start()
 
-    counter = 0
+    def accept(frame):
+        # A function of its own, as `process`.
+        kind = frame[4]
+        if kind == RELEASE:
+            inbox.put(("release", msgpack.unpackb(frame[5:], raw=False)))
+            return
+        if kind != ROUTED:
+            reply(refused(None, "the bridge was sent a frame of kind %d: the coordinator and the bridge differ" % kind))
+            return
+        (routing_len,) = struct.unpack_from("<I", frame, 5)
+        ticket, fetch_back, refs = msgpack.unpackb(frame[9 : 9 + routing_len], raw=False)
+        inner = frame[9 + routing_len :]
+        key = "%s-%d" % (topic, ticket)
+        attempt = Attempt(ticket, key, fetch_back)
+        with settled:
+            outstanding[0] += 1
+        live[key] = attempt
+        keys = []
+        collect_keys([p for _, p in refs], keys)
+        missing = [k for k in keys if k not in live]
+        if missing:
+            inbox.put(("refuse", attempt, "its input data %s is no longer on the Dask cluster" % missing))
+            return
+        values = [live[k].future for k in keys]
+        submissions.put((attempt, (inner, refs, keys, values, topic, ticket, key)))
+
     while True:
         frame = read_frame(stdin)
         if frame is None:
             break
-        ticket = attempt_ticket(frame)
-        counter += 1
-        future = client.submit(
-            tideflow_attempt,
-            frame,
-            key="tideflow-%s-%d" % (ticket, counter),
-            pure=False,
-            retries=0,
-        )
-        live[future.key] = (future, ticket)
-        with settled:
-            outstanding[0] += 1
-            settled.notify_all()
-        done.add(future)
+        accept(frame)
+    del frame
 
     # The coordinator closed its end: answer what runs, then stop.
+    submissions.put(None)
+    submitter.join()
     with settled:
         closing[0] = True
         settled.notify_all()
-    consumer.join()
+    handler.join()
     stopping.set()
+    fetcher.shutdown(wait=False)
     client.close()
     if cluster is not None:
         cluster.close()
+
+
+def collect_keys(pieces, out):
+    """The Dask keys the pieces refer to, each once, in order."""
+    for piece in pieces:
+        if piece[0] == 1:
+            if piece[1] not in out:
+                out.append(piece[1])
+        elif piece[0] == 2:
+            collect_keys(piece[1], out)
 
 
 if __name__ == "__main__":

@@ -234,12 +234,14 @@ impl DaskBridge {
     }
 
     /// Sends an attempt to run on the cluster; its reply comes from [`DaskBridge::recv`].
+    /// Its result comes back with it: a bridge used directly holds nothing.
     ///
     /// # Errors
     /// The bridge is gone.
     pub fn send(&mut self, attempt: &WireAttempt) -> Result<(), DaskError> {
-        frame::write(&mut self.input, &Frame::Attempt(attempt.clone()))
-            .map_err(|e| DaskError::Frame(e.into()))
+        let mut attempt = attempt.clone();
+        attempt.result_here = true;
+        frame::write(&mut self.input, &Frame::Routed(attempt)).map_err(|e| DaskError::Frame(e.into()))
     }
 
     /// The next reply: an attempt's end, or why it did not run (a worker process that

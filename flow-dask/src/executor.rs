@@ -1,13 +1,14 @@
 //! `DaskExecutor`: a Dask cluster as a tideflow executor, one bridge shared by the runs.
 
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter};
+use std::io::{BufReader, BufWriter, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use flow_runtime::value::{RemoteKey, RemoteRef};
 use flow_runtime::wire::WireAttempt;
 use flow_runtime::worker::frame::{self, Frame, FrameError, Refused};
 use flow_runtime::{ClusterConnection, ClusterExecutor, ClusterReply, Executor};
@@ -37,6 +38,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct DaskExecutor {
     config: Arc<Config>,
     hub: Arc<Mutex<Option<Arc<Hub>>>>,
+    /// Bytes read from the bridges of this executor, all told.
+    received: Arc<AtomicU64>,
 }
 
 struct Config {
@@ -66,6 +69,7 @@ impl DaskExecutor {
                 tag_limits: Vec::new(),
             }),
             hub: Arc::default(),
+            received: Arc::default(),
         }
     }
 
@@ -161,6 +165,13 @@ impl DaskExecutor {
             .map(|h| h.scheduler.clone())
     }
 
+    /// How many bytes this program has received from the cluster, all runs of this
+    /// executor (and its clones) together: outcomes, log lines, and the results it needed
+    /// here. Results that stay on the cluster are not among them.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
     /// Stops the bridge (and a local cluster) now, once the attempts under way are done.
     /// A later run starts it again.
     pub fn close(&self) {
@@ -184,7 +195,7 @@ impl DaskExecutor {
         };
         let python = c.python.clone().unwrap_or_else(python);
         let bridge = DaskBridge::start_with(&python, &c.cluster, &program).map_err(|e| e.to_string())?;
-        let hub = Hub::start(bridge, c.idle);
+        let hub = Hub::start(bridge, c.idle, Arc::clone(&self.received));
         *slot = Some(Arc::clone(&hub));
         Ok(hub)
     }
@@ -246,10 +257,12 @@ struct Hub {
     /// Why the bridge went away, once it did.
     lost: Arc<Mutex<Option<String>>>,
     scheduler: String,
+    /// Keys of held results nothing refers to any more, to release on the cluster.
+    releases: Mutex<Vec<String>>,
 }
 
 impl Hub {
-    fn start(bridge: DaskBridge, idle: Duration) -> Arc<Hub> {
+    fn start(bridge: DaskBridge, idle: Duration, received: Arc<AtomicU64>) -> Arc<Hub> {
         let parts = bridge.into_parts();
         let routes: Arc<Routes> = Arc::default();
         let lost: Arc<Mutex<Option<String>>> = Arc::default();
@@ -262,15 +275,18 @@ impl Hub {
             idle_since: Mutex::new(Instant::now()),
             lost: Arc::clone(&lost),
             scheduler: parts.scheduler.clone(),
+            releases: Mutex::default(),
         });
-        let (mut output, dir, scheduler) = (parts.output, parts.dir, parts.scheduler);
+        let (output, dir, scheduler) = (parts.output, parts.dir, parts.scheduler);
+        let mut output = Counted(output, received);
+        let weak = Arc::downgrade(&hub);
         let _ = std::thread::Builder::new()
             .name("tideflow-dask-replies".into())
             .spawn(move || {
                 // The bridge's folder (Dask's scratch space in it) goes once the bridge
                 // has closed its output, that is, once it and its cluster have stopped.
                 let _dir = dir;
-                read_replies(&mut output, &routes, &lost, &scheduler);
+                read_replies(&mut output, &routes, &lost, &scheduler, &weak);
             });
         let weak = Arc::downgrade(&hub);
         let _ = std::thread::Builder::new()
@@ -283,6 +299,22 @@ impl Hub {
         lock(&self.lost).is_none() && lock(&self.input).is_some()
     }
 
+    /// A held result nothing refers to any more: released on the cluster with the next
+    /// frame the hub writes (or within a second). Its route stays while its run goes on:
+    /// Dask may still compute it again for a task that was waiting for it.
+    fn release(&self, key: &str) {
+        lock(&self.releases).push(key.to_owned());
+    }
+
+    /// Writes the pending releases, if any.
+    fn flush_releases(&self, input: &mut BufWriter<ChildStdin>) -> std::io::Result<()> {
+        let keys = std::mem::take(&mut *lock(&self.releases));
+        if keys.is_empty() {
+            return Ok(());
+        }
+        frame::write(input, &Frame::Release(keys))
+    }
+
     /// Closes the bridge's input: it finishes what runs, stops its cluster and exits.
     fn close(&self) {
         lock(&self.input).take();
@@ -290,19 +322,56 @@ impl Hub {
     }
 }
 
+/// A reader that counts what it reads.
+struct Counted<R>(R, Arc<AtomicU64>);
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Routes every reply of the bridge to its run, until the bridge stops; then tells every
 /// run with an attempt out that the bridge is gone.
 fn read_replies(
-    output: &mut BufReader<ChildStdout>,
+    output: &mut Counted<BufReader<ChildStdout>>,
     routes: &Routes,
     lost: &Mutex<Option<String>>,
     at: &str,
+    hub: &Weak<Hub>,
 ) {
     let why = loop {
         let (ticket, reply) = match frame::read(output) {
             Ok(Frame::Logs(ticket, lines)) => {
                 if let Some((tx, mine)) = lock(routes).get(&ticket) {
                     let _ = tx.send(ClusterReply::Logs(*mine, lines));
+                }
+                continue;
+            }
+            Ok(Frame::Held(held)) => {
+                // The route stays while the run goes on: a recomputation of the result
+                // is reported to its run.
+                let ticket = held.ticket;
+                let hub = hub.clone();
+                let key = RemoteKey::new(held.key, move |key| {
+                    if let Some(hub) = hub.upgrade() {
+                        hub.release(key);
+                    }
+                });
+                let len = held.len.map(|n| n as usize);
+                // Sent outside the lock: a run that ended drops the reference, which
+                // releases it, which takes the lock.
+                let route = lock(routes).get(&ticket).cloned();
+                if let Some((tx, mine)) = route {
+                    let _ = tx.send(ClusterReply::Held(mine, RemoteRef::new(key, len)));
+                }
+                continue;
+            }
+            Ok(Frame::Recomputed(ticket)) => {
+                if let Some((tx, mine)) = lock(routes).get(&ticket) {
+                    let _ = tx.send(ClusterReply::Recomputed(*mine));
                 }
                 continue;
             }
@@ -350,6 +419,10 @@ fn watch_idle(hub: &Weak<Hub>, idle: Duration) {
             hub.close();
             return;
         }
+        let mut input = lock(&hub.input);
+        if let Some(input) = input.as_mut() {
+            let _ = hub.flush_releases(input);
+        }
     }
 }
 
@@ -384,7 +457,9 @@ impl ClusterConnection for Connection {
         wire.ticket = ticket;
         let mut input = lock(&self.hub.input);
         let input = input.as_mut().ok_or("the Dask bridge was closed")?;
-        frame::write(input, &Frame::Attempt(wire)).map_err(|e| format!("the Dask bridge: {e}"))
+        let bridge = |e: std::io::Error| format!("the Dask bridge: {e}");
+        self.hub.flush_releases(input).map_err(bridge)?;
+        frame::write(input, &Frame::Routed(wire)).map_err(bridge)
     }
 
     fn replies(&mut self) -> &mut mpsc::UnboundedReceiver<ClusterReply> {

@@ -138,10 +138,16 @@ pub trait ClusterConnection: Send + 'static {
 }
 
 /// What a cluster answers.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub enum ClusterReply {
     /// The attempt of this ticket ended.
     Ended(u32, crate::wire::WireEnd),
+    /// The attempt of this ticket returned a value the cluster keeps (the coordinator
+    /// did not ask for it back): a reference to it, with its length when it is a list.
+    Held(u32, crate::value::RemoteRef),
+    /// A finished attempt of this ticket ran again on the cluster: its result was lost
+    /// with a worker while a task still needed it.
+    Recomputed(u32),
     /// The attempt of this ticket did not run (a worker process that died, a task the
     /// worker does not know): it ends `Failed` with the message and is retried like any
     /// failure.

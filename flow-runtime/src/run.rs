@@ -24,6 +24,8 @@ pub struct RunRecord {
     pub(crate) ended_at: SystemTime,
     /// Results that could not be read from or written to the result store.
     pub(crate) warnings: Vec<String>,
+    /// Finished attempts a cluster ran again (their results lost with a worker).
+    pub(crate) recomputed: u32,
 }
 
 /// One task as it ended: a task run, or a mapped task with its children.
@@ -345,6 +347,14 @@ impl<O: 'static> FlowRun<O> {
     /// naming the task run and the file.
     pub fn warnings(&self) -> &[String] {
         &self.record.warnings
+    }
+
+    /// How many finished task runs a cluster ran again because their results were lost
+    /// with a worker while tasks downstream still needed them (0 on a local executor).
+    /// Results already read by every task that needs them are released on the cluster
+    /// and never computed again.
+    pub fn recomputed(&self) -> u32 {
+        self.record.recomputed
     }
 
     /// When the run started and ended.

@@ -114,12 +114,43 @@ pub enum Form<'a> {
     Encoded(&'a Encoded),
     /// Data a backend holds: only that backend can read it.
     Remote(&'a RemoteRef),
+    /// A list or tuple built of parts (a reduce, a gathered input) of which at least one
+    /// is held by a backend: built where it is read.
+    Parts(&'a Parts),
 }
 
 /// The forms other than a local value, behind the [`Data`]'s pointer.
 enum Elsewhere {
     Encoded(Encoded),
     Remote(RemoteRef),
+    Parts(Parts),
+}
+
+/// A list or tuple (a reduce into `Vec<T>`, a gathered tuple or array) whose parts are
+/// not all in this process: kept as its parts, so a backend that holds them builds it
+/// there (see [`Form::Parts`]).
+pub struct Parts {
+    parts: Vec<Data>,
+    /// Per part: how a part that is a value here is written in the wire format, when
+    /// known (the producing task's codec).
+    pack: Vec<Option<crate::task::EncodeFn>>,
+    collect: crate::graph::CollectFn,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(&self.parts).finish()
+    }
+}
+
+impl Parts {
+    /// Each part, with how it is written in the wire format when it is a value here.
+    pub fn iter(&self) -> impl Iterator<Item = (&Data, Option<crate::task::EncodeFn>)> {
+        self.parts
+            .iter()
+            .zip(self.pack.iter().chain(std::iter::repeat(&None)))
+            .map(|(d, p)| (d, *p))
+    }
 }
 
 impl std::fmt::Debug for Data {
@@ -128,6 +159,7 @@ impl std::fmt::Debug for Data {
             Form::Local(_) => f.write_str("Local(..)"),
             Form::Encoded(e) => write!(f, "Encoded({} bytes)", e.bytes.len()),
             Form::Remote(r) => f.debug_tuple("Remote").field(r).finish(),
+            Form::Parts(p) => f.debug_tuple("Parts").field(p).finish(),
         }
     }
 }
@@ -179,13 +211,80 @@ impl Encoded {
 /// its length (known without fetching the list), or an element of such a list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteRef {
-    /// The backend's key for the result (for an element: the list's).
-    pub key: String,
+    /// The backend's key for the result (for an element: the list's), shared by every
+    /// reference to it: the backend lets the data go when the last one is dropped.
+    pub key: Arc<RemoteKey>,
     /// For an element of a list held by the backend: its index in each enclosing list.
     pub path: Vec<u32>,
     /// The length of a list, when the backend reported it.
     pub len: Option<usize>,
 }
+
+impl RemoteRef {
+    /// The whole result held under `key`, a list of `len` elements when `len` is known.
+    pub fn new(key: RemoteKey, len: Option<usize>) -> Self {
+        RemoteRef {
+            key: Arc::new(key),
+            path: Vec::new(),
+            len,
+        }
+    }
+}
+
+/// A backend's key for data it holds, and what to do once nothing refers to it any more
+/// (a Dask future released, so the cluster frees the data and never computes it again).
+pub struct RemoteKey {
+    key: String,
+    release: Option<Release>,
+}
+
+/// What a [`RemoteKey`] calls with its key once nothing refers to it.
+type Release = Box<dyn Fn(&str) + Send + Sync>;
+
+impl RemoteKey {
+    /// `key`, with `release` called with it when the last reference is dropped.
+    pub fn new(key: impl Into<String>, release: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        RemoteKey {
+            key: key.into(),
+            release: Some(Box::new(release)),
+        }
+    }
+
+    /// `key`, with nothing to do when it is dropped.
+    pub fn unmanaged(key: impl Into<String>) -> Self {
+        RemoteKey {
+            key: key.into(),
+            release: None,
+        }
+    }
+
+    /// The key.
+    pub fn as_str(&self) -> &str {
+        &self.key
+    }
+}
+
+impl Drop for RemoteKey {
+    fn drop(&mut self) {
+        if let Some(release) = &self.release {
+            release(&self.key);
+        }
+    }
+}
+
+impl std::fmt::Debug for RemoteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.key)
+    }
+}
+
+impl PartialEq for RemoteKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+
+impl Eq for RemoteKey {}
 
 /// Why a result cannot be had in the form asked for.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -200,7 +299,10 @@ pub enum DataError {
     )]
     Remote(String),
     /// A remote list whose length the backend did not report, mapped over.
-    #[error("it is held by the backend that produced it (`{0}`), which did not report its length")]
+    #[error(
+        "it is held by the backend that produced it (`{0}`), which did not report its length \
+         (only a list, set or array can be mapped over)"
+    )]
     UnknownLength(String),
 }
 
@@ -228,7 +330,22 @@ impl Data {
             None => Form::Local(&self.0),
             Some(Elsewhere::Encoded(e)) => Form::Encoded(e),
             Some(Elsewhere::Remote(r)) => Form::Remote(r),
+            Some(Elsewhere::Parts(p)) => Form::Parts(p),
         }
+    }
+
+    /// The data in whatever form it is, as one pointer: what a backend that may hold
+    /// data itself receives as a task run's input (the engine hands attempts their
+    /// inputs as [`Value`]s). [`Data::from_raw`] gives it back.
+    #[inline]
+    pub fn into_raw(self) -> Value {
+        self.0
+    }
+
+    /// Data from [`Data::into_raw`] (or any value: a typed value is a local one).
+    #[inline]
+    pub fn from_raw(v: Value) -> Self {
+        Data(v)
     }
 
     /// The value, in this process: decoded (once) from encoded bytes.
@@ -243,7 +360,15 @@ impl Data {
                 .value()
                 .cloned()
                 .map_err(|m| DataError::Undecodable(m.to_owned())),
-            Form::Remote(r) => Err(DataError::Remote(r.key.clone())),
+            Form::Remote(r) => Err(DataError::Remote(r.key.as_str().to_owned())),
+            Form::Parts(p) => {
+                let values = p
+                    .parts
+                    .iter()
+                    .map(Data::to_local)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((p.collect)(values))
+            }
         }
     }
 
@@ -265,7 +390,7 @@ impl Data {
         match self.form() {
             Form::Local(v) => Some(v),
             Form::Encoded(e) => e.value().ok(),
-            Form::Remote(_) => None,
+            Form::Remote(_) | Form::Parts(_) => None,
         }
     }
 
@@ -278,13 +403,15 @@ impl Data {
     /// length.
     pub fn elements(self, split: crate::graph::SplitFn) -> Result<Vec<Data>, DataError> {
         if let Form::Remote(r) = self.form() {
-            let len = r.len.ok_or_else(|| DataError::UnknownLength(r.key.clone()))?;
+            let len = r
+                .len
+                .ok_or_else(|| DataError::UnknownLength(r.key.as_str().to_owned()))?;
             return Ok((0..len)
                 .map(|i| {
                     let mut path = r.path.clone();
                     path.push(i as u32);
                     Data::remote(RemoteRef {
-                        key: r.key.clone(),
+                        key: Arc::clone(&r.key),
                         path,
                         len: None,
                     })
@@ -295,11 +422,24 @@ impl Data {
     }
 
     /// Builds one value out of parts with `collect` (a reduce into a `Vec<T>`, a tuple):
-    /// every part is read here.
+    /// here when every part is here, else kept as its parts ([`Form::Parts`]), for a
+    /// backend that holds them to build; `pack(i)` writes part `i` in the wire format
+    /// when it is a value here (the producing task's codec, when known).
     ///
     /// # Errors
     /// As [`Data::to_local`], for the first part that cannot be read here.
-    pub fn collect(parts: Vec<Data>, collect: crate::graph::CollectFn) -> Result<Data, DataError> {
+    pub fn collect(
+        parts: Vec<Data>,
+        collect: crate::graph::CollectFn,
+        pack: impl Fn(usize) -> Option<crate::task::EncodeFn>,
+    ) -> Result<Data, DataError> {
+        if parts
+            .iter()
+            .any(|p| matches!(p.form(), Form::Remote(_) | Form::Parts(_)))
+        {
+            let pack = (0..parts.len()).map(pack).collect();
+            return Ok(Data(Arc::new(Elsewhere::Parts(Parts { parts, pack, collect }))));
+        }
         let values = parts
             .into_iter()
             .map(Data::into_local)
@@ -334,11 +474,7 @@ mod tests {
     }
 
     fn remote(len: Option<usize>) -> Data {
-        Data::remote(RemoteRef {
-            key: "add1-7".into(),
-            path: Vec::new(),
-            len,
-        })
+        Data::remote(RemoteRef::new(RemoteKey::unmanaged("add1-7"), len))
     }
 
     #[test]
@@ -362,7 +498,7 @@ mod tests {
             [Some(1), Some(2), Some(3)]
         );
         assert!(e.decoded.get().is_some());
-        let total = Data::collect(elements, sum).expect("all local");
+        let total = Data::collect(elements, sum, |_| None).expect("all local");
         assert_eq!(u64_of(&total), Some(6));
 
         let bad = Data::encoded(Encoded::new(b"{".to_vec(), decode_json::<u64>));
@@ -376,7 +512,7 @@ mod tests {
         let refs: Vec<_> = elements
             .iter()
             .map(|e| match e.form() {
-                Form::Remote(r) => (r.key.clone(), r.path.clone()),
+                Form::Remote(r) => (r.key.as_str().to_owned(), r.path.clone()),
                 other => panic!("an element of a remote list is remote: {other:?}"),
             })
             .collect();
@@ -386,11 +522,34 @@ mod tests {
             remote(None).elements(split_u64s).err(),
             Some(DataError::UnknownLength("add1-7".into()))
         );
-        // Reading it here is an error that says what to do, never a panic.
-        let err = Data::collect(vec![Data::local(value(1u64)), remote(None)], sum).err();
+        // Parts of which one is remote stay parts; reading them here is an error that
+        // says what to do, never a panic.
+        let parts = Data::collect(vec![Data::local(value(1u64)), remote(None)], sum, |_| None)
+            .expect("kept as parts");
+        assert!(matches!(parts.form(), Form::Parts(p) if p.iter().count() == 2));
+        let err = parts.to_local().err();
         assert_eq!(err, Some(DataError::Remote("add1-7".into())));
         assert!(err
             .map(|e| e.to_string())
             .is_some_and(|m| m.contains("run the tasks that read it on that backend")));
+    }
+
+    #[test]
+    fn remote_data_is_released_once_nothing_refers_to_it() {
+        let released = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = Arc::clone(&released);
+        let key = RemoteKey::new("tideflow-9", move |k| {
+            seen.lock().map(|mut v| v.push(k.to_owned())).ok();
+        });
+        let list = Data::remote(RemoteRef::new(key, Some(2)));
+        let elements = list.clone().elements(split_u64s).expect("length known");
+        drop(list);
+        let gathered = Data::collect(elements, sum, |_| None).expect("kept as parts");
+        assert!(
+            released.lock().map(|v| v.is_empty()).unwrap_or(false),
+            "still referred to"
+        );
+        drop(gathered);
+        assert_eq!(*released.lock().expect("not poisoned"), ["tideflow-9"]);
     }
 }

@@ -1,6 +1,8 @@
 //! What several test binaries share.
 
-use std::path::PathBuf;
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 /// The Python to run the bridge with, or `None` (after saying so) when there is none.
 pub fn python() -> Option<PathBuf> {
@@ -65,4 +67,73 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// A process killed (SIGKILL) when the test is done with it.
+#[allow(dead_code)] // Not every test binary that shares this module uses it.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    /// Starts `python -m <module> <args>`, and waits (30 s at most) until its standard
+    /// error has said `ready`; its later output is drained on a thread.
+    pub fn start(python: &Path, module: &str, args: &[&str], scratch: &Path, ready: &'static str) -> Proc {
+        let mut child = Command::new(python)
+            .args(["-m", module])
+            .args(args)
+            .env("DASK_TEMPORARY_DIRECTORY", scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python starts");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(ready) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("`{module}` did not say `{ready}` within 30 s"));
+        Proc(child)
+    }
+}
+
+/// A scheduler and `workers` single-thread workers without nannies, on 127.0.0.1.
+#[allow(dead_code)]
+pub fn start_cluster(python: &Path, workers: usize, scratch: &Path) -> (String, Proc, Vec<Proc>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+        .to_string();
+    let address = format!("tcp://127.0.0.1:{port}");
+    let scheduler = Proc::start(
+        python,
+        "distributed.cli.dask_scheduler",
+        &["--host", "127.0.0.1", "--port", &port, "--no-dashboard"],
+        scratch,
+        "Scheduler at:",
+    );
+    let workers = (0..workers)
+        .map(|_| {
+            Proc::start(
+                python,
+                "distributed.cli.dask_worker",
+                &[&address, "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                scratch,
+                "Registered to:",
+            )
+        })
+        .collect();
+    (address, scheduler, workers)
 }

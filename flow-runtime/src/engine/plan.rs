@@ -211,6 +211,39 @@ pub(super) fn plan(graph: &Graph, keep_results: bool) -> Vec<NodePlan> {
     plans
 }
 
+/// For a run on a cluster, per node: its results must come back to this process: a task
+/// that runs here reads them (`local(consumer)`: a local task, a subflow, the gate or
+/// merge of an `if`, a task that stores results and so hashes its inputs), or they are
+/// the flow's output, or every result is kept (`keep_results`). The others stay where
+/// they were made.
+pub(super) fn needed_here(graph: &Graph, keep_results: bool, local: impl Fn(usize) -> bool) -> Vec<bool> {
+    let mut here = vec![keep_results; graph.nodes.len()];
+    let mut mark = |src: &Source| {
+        visit(src, &mut |part| {
+            if let Some(UpRef::Own(id) | UpRef::Children(id)) = classify(graph, part) {
+                if let Some(h) = here.get_mut(id.index()) {
+                    *h = true;
+                }
+            }
+        })
+    };
+    for (x, node) in graph.nodes.iter().enumerate() {
+        if !local(x) {
+            continue;
+        }
+        for input in &node.inputs {
+            match input {
+                Input::Value(src) | Input::FanOut(src, _) => mark(src),
+                Input::Zip(m) => mark(&Source::Node(*m)),
+            }
+        }
+    }
+    if let Some(out) = &graph.output {
+        mark(out);
+    }
+    here
+}
+
 /// The upstream a value source reads (`None` for parameters, constants, gathers, the
 /// branches of an `if` and unknown nodes). A reduce over a non-mapped node reads its own
 /// result.

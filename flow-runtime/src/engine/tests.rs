@@ -1651,6 +1651,7 @@ fn an_async_task_run_future_fits_the_fast_allocator_path() {
         timeout: None,
         retry_on: None,
         report_start: false,
+        result_here: true,
     };
     let size = super::backend::async_future_size(attempt);
     assert!(size <= 1024, "the future of an async task run is {size} bytes");

@@ -10,9 +10,12 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::Arc;
+
 use super::backend::{Attempt, AttemptEnd};
 use crate::context::TaskRunId;
 use crate::error::SignalKind;
+use crate::value::{Data, Form};
 
 /// One attempt, ready to cross a process.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,6 +30,9 @@ pub struct WireAttempt {
     pub context: WireContext,
     /// How long the attempt may run.
     pub timeout: Option<Duration>,
+    /// The coordinator needs the result itself (a task here reads it, it is stored, or
+    /// it is the flow's output): a cluster sends it back instead of keeping it.
+    pub result_here: bool,
 }
 
 /// One input of a [`WireAttempt`].
@@ -34,8 +40,31 @@ pub struct WireAttempt {
 pub enum WireInput {
     /// The value, in the task's wire format.
     Encoded(Vec<u8>),
-    /// Data a backend holds, by the key it knows it under.
-    Remote(String),
+    /// Data a backend holds, by the key it knows it under; for an element of a list it
+    /// holds, the element's index in each enclosing list.
+    Remote {
+        /// The backend's key.
+        key: String,
+        /// Indices into the held list (empty: the whole result).
+        path: Vec<u32>,
+    },
+    /// A list (or tuple) of these parts, built where the attempt runs.
+    Parts(Vec<WireInput>),
+}
+
+impl WireInput {
+    /// Every backend key this input refers to, in order, each once.
+    pub fn keys<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            WireInput::Encoded(_) => {}
+            WireInput::Remote { key, .. } => {
+                if !out.contains(&key.as_str()) {
+                    out.push(key);
+                }
+            }
+            WireInput::Parts(parts) => parts.iter().for_each(|p| p.keys(out)),
+        }
+    }
 }
 
 /// The serializable part of a [`crate::TaskContext`].
@@ -108,10 +137,9 @@ impl From<WireSignal> for SignalKind {
     }
 }
 
-// Called by a backend in another process (the Dask backend, to come) and by the tests.
-#[allow(dead_code)]
 impl Attempt {
-    /// The attempt's wire form: inputs encoded with the task's codec.
+    /// The attempt's wire form: inputs encoded with the task's codec, or, for data a
+    /// backend holds, references to it.
     ///
     /// # Errors
     /// The task has no codec (`#[task(local)]`: it runs in this process only), or an
@@ -126,12 +154,11 @@ impl Attempt {
         })?;
         let mut inputs = Vec::with_capacity(self.inputs.len());
         for (i, (encode, v)) in codec.pack_inputs.iter().zip(&self.inputs).enumerate() {
-            let mut bytes = Vec::new();
-            encode(v, &mut bytes).map_err(|e| {
+            let data = Data::from_raw(Arc::clone(v));
+            inputs.push(wire_input(&data, Some(*encode)).map_err(|e| {
                 let param = def.params.get(i).map_or("?", |p| p.name);
                 format!("input `{param}` of task `{}` cannot be encoded: {e}", def.name)
-            })?;
-            inputs.push(WireInput::Encoded(bytes));
+            })?);
         }
         let ctx = &self.ctx;
         Ok(WireAttempt {
@@ -148,11 +175,38 @@ impl Attempt {
                 parameters: (*ctx.params).clone(),
             },
             timeout: self.timeout,
+            result_here: self.result_here,
         })
     }
 }
 
-// Called by a backend in another process (the Dask backend, to come) and by the tests.
+/// Data in its wire form: a value here written with `pack`, data a backend holds as a
+/// reference to it.
+fn wire_input(data: &Data, pack: Option<crate::task::EncodeFn>) -> Result<WireInput, String> {
+    let local = match data.form() {
+        Form::Remote(r) => {
+            return Ok(WireInput::Remote {
+                key: r.key.as_str().to_owned(),
+                path: r.path.clone(),
+            })
+        }
+        Form::Parts(parts) => {
+            return parts
+                .iter()
+                .map(|(part, pack)| wire_input(part, pack))
+                .collect::<Result<_, _>>()
+                .map(WireInput::Parts)
+        }
+        Form::Local(v) => Arc::clone(v),
+        Form::Encoded(_) => data.to_local().map_err(|e| e.to_string())?,
+    };
+    let pack = pack.ok_or("a part of it has no wire format")?;
+    let mut bytes = Vec::new();
+    pack(&local, &mut bytes)?;
+    Ok(WireInput::Encoded(bytes))
+}
+
+// `to_wire` is the worker's side; the coordinator only reads ends back.
 #[allow(dead_code)]
 impl AttemptEnd {
     /// The end's wire form: a returned value encoded with the codec of task `def`.
@@ -214,8 +268,6 @@ impl AttemptEnd {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::context::{FlowRunId, TaskContext};
     use crate::error::TaskError;
@@ -281,6 +333,7 @@ mod tests {
             timeout: Some(Duration::from_secs(2)),
             retry_on: None,
             report_start: false,
+            result_here: false,
         }
     }
 
@@ -308,6 +361,46 @@ mod tests {
         let text = serde_json::to_string(&wire).expect("serializes");
         let back: WireAttempt = serde_json::from_str(&text).expect("deserializes");
         assert_eq!(back, wire);
+    }
+
+    #[test]
+    fn data_the_cluster_holds_crosses_as_references_and_parts_as_pieces() {
+        use crate::value::{RemoteKey, RemoteRef};
+        let list = Data::remote(RemoteRef::new(RemoteKey::unmanaged("tideflow-x-4"), Some(3)));
+        let second = list
+            .elements(|_| Vec::new())
+            .expect("its length is known")
+            .swap_remove(1);
+        let mut a = attempt(&ADD1);
+        a.inputs = vec![second.clone().into_raw()];
+        let wire = a.to_wire().expect("crosses");
+        assert_eq!(
+            wire.inputs,
+            [WireInput::Remote {
+                key: "tideflow-x-4".into(),
+                path: vec![1]
+            }]
+        );
+        // A reduce over a returned part and a held one: the returned part is written
+        // with the producer's codec, the held one stays a reference.
+        let parts = Data::collect(
+            vec![Data::local(value::value(5u64)), second],
+            |_| value::value(()),
+            |_| Some(pack::<u64>),
+        )
+        .expect("kept as parts");
+        a.inputs = vec![parts.into_raw()];
+        let wire = a.to_wire().expect("crosses");
+        assert_eq!(
+            wire.inputs,
+            [WireInput::Parts(vec![
+                WireInput::Encoded(vec![5]),
+                WireInput::Remote {
+                    key: "tideflow-x-4".into(),
+                    path: vec![1]
+                }
+            ])]
+        );
     }
 
     #[test]

@@ -10,6 +10,15 @@
 //! | 3 | ended | `u32` header length, MessagePack of [`EndHeader`], then for a returned value its bytes as `u32` length and bytes |
 //! | 4 | refused | MessagePack of [`Refused`] |
 //! | 5 | logs | MessagePack of the ticket and the [`LogLine`]s its attempt emitted (a worker sends it just before the attempt's ended frame, when there are any) |
+//! | 6 | routed attempt | coordinator to bridge: `u32` routing length, MessagePack of the routing (below), then a whole attempt frame whose inputs held by the cluster are empty |
+//! | 7 | held | bridge to coordinator: MessagePack of [`Held`] |
+//! | 8 | recomputed | bridge to coordinator: MessagePack of the ticket of a finished attempt the cluster ran again |
+//! | 9 | release | coordinator to bridge: MessagePack of the keys of held results nothing needs any more |
+//!
+//! The routing of an attempt is `[ticket, result_here, [[input index, piece], ..]]`, one
+//! entry per input the cluster builds, where a piece is `[0, bytes]` (a value),
+//! `[1, key, [index, ..]]` (a held result, or an element of a held list) or
+//! `[2, [piece, ..]]` (a list or tuple of pieces, written as a MessagePack array).
 //!
 //! Task data (inputs, a returned value) stays raw bytes in the task's wire format, outside
 //! the MessagePack headers, so a bridge can pass them through (a Dask future holding
@@ -34,6 +43,10 @@ const ATTEMPT: u8 = 2;
 const ENDED: u8 = 3;
 const REFUSED: u8 = 4;
 const LOGS: u8 = 5;
+const ROUTED: u8 = 6;
+const HELD: u8 = 7;
+const RECOMPUTED: u8 = 8;
+const RELEASE: u8 = 9;
 
 /// Who is speaking, first thing on a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +116,19 @@ pub struct Refused {
     pub message: String,
 }
 
+/// A returned value the cluster keeps, as the bridge reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    /// The attempt's ticket.
+    pub ticket: u32,
+    /// The cluster's key for the value.
+    pub key: String,
+    /// Its size in the wire format.
+    pub bytes: u64,
+    /// Its length, when it is a list (a MessagePack array).
+    pub len: Option<u32>,
+}
+
 /// One log line a task body emitted (`tracing`) while its attempt ran in a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -127,6 +153,14 @@ pub enum Frame {
     Refused(Refused),
     /// What the attempt of a ticket logged.
     Logs(u32, Vec<LogLine>),
+    /// An attempt for a bridge: its inputs may be held by the cluster.
+    Routed(WireAttempt),
+    /// See [`Held`].
+    Held(Held),
+    /// A finished attempt of this ticket ran again on the cluster.
+    Recomputed(u32),
+    /// Held results nothing needs any more, by key.
+    Release(Vec<String>),
 }
 
 /// A frame that could not be read.
@@ -180,33 +214,47 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
             body.extend(msgpack(&(ticket, lines)));
         }
         Frame::Attempt(a) => {
-            body.push(ATTEMPT);
-            let header = AttemptHeader {
-                ticket: a.ticket,
-                task_key: a.task_key.clone(),
-                context: a.context.clone(),
-                timeout: a.timeout,
-            };
-            let header = msgpack(&header);
-            put_u32(&mut body, header.len())?;
-            body.extend(header);
-            put_u32(&mut body, a.inputs.len())?;
-            for input in &a.inputs {
-                match input {
-                    WireInput::Encoded(bytes) => {
-                        put_u32(&mut body, bytes.len())?;
-                        body.extend_from_slice(bytes);
-                    }
-                    WireInput::Remote(key) => {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidInput,
-                            format!(
-                            "input `{key}` is held by the cluster: only the bridge that holds it can send it"
-                        ),
-                        ))
-                    }
-                }
+            if let Some(input) = a.inputs.iter().find(|i| !matches!(i, WireInput::Encoded(_))) {
+                let mut keys = Vec::new();
+                input.keys(&mut keys);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "an input refers to {keys:?}, held by the cluster: only the bridge that holds it \
+                         can send it"
+                    ),
+                ));
             }
+            attempt_body(&mut body, a)?;
+        }
+        Frame::Routed(a) => {
+            body.push(ROUTED);
+            let refs: Vec<(u32, Piece<'_>)> = a
+                .inputs
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| !matches!(i, WireInput::Encoded(_)))
+                .map(|(i, input)| (i as u32, Piece(input)))
+                .collect();
+            let routing = msgpack(&(a.ticket, a.result_here, refs));
+            put_u32(&mut body, routing.len())?;
+            body.extend(routing);
+            let mut inner = Vec::new();
+            attempt_body(&mut inner, a)?;
+            put_u32(&mut body, inner.len())?;
+            body.extend(inner);
+        }
+        Frame::Held(h) => {
+            body.push(HELD);
+            body.extend(msgpack(h));
+        }
+        Frame::Recomputed(ticket) => {
+            body.push(RECOMPUTED);
+            body.extend(msgpack(ticket));
+        }
+        Frame::Release(keys) => {
+            body.push(RELEASE);
+            body.extend(msgpack(keys));
         }
         Frame::Ended(ticket, end) => {
             body.push(ENDED);
@@ -257,6 +305,113 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
     out.flush()
 }
 
+/// The body of an attempt frame (kind byte included); inputs held by the cluster are
+/// written empty.
+fn attempt_body(body: &mut Vec<u8>, a: &WireAttempt) -> io::Result<()> {
+    body.push(ATTEMPT);
+    let header = AttemptHeader {
+        ticket: a.ticket,
+        task_key: a.task_key.clone(),
+        context: a.context.clone(),
+        timeout: a.timeout,
+    };
+    let header = msgpack(&header);
+    put_u32(body, header.len())?;
+    body.extend(header);
+    put_u32(body, a.inputs.len())?;
+    for input in &a.inputs {
+        let bytes = match input {
+            WireInput::Encoded(bytes) => bytes.as_slice(),
+            WireInput::Remote { .. } | WireInput::Parts(_) => &[],
+        };
+        put_u32(body, bytes.len())?;
+        body.extend_from_slice(bytes);
+    }
+    Ok(())
+}
+
+/// An input the cluster builds, as a piece of a routing (see the module's table).
+struct Piece<'a>(&'a WireInput);
+
+impl Serialize for Piece<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Bin<'a>(&'a [u8]);
+        impl Serialize for Bin<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        match self.0 {
+            WireInput::Encoded(bytes) => (0u8, Bin(bytes)).serialize(s),
+            WireInput::Remote { key, path } => (1u8, key, path).serialize(s),
+            WireInput::Parts(parts) => (2u8, parts.iter().map(Piece).collect::<Vec<_>>()).serialize(s),
+        }
+    }
+}
+
+/// A piece read back (the inverse of [`Piece`]).
+struct PieceIn(WireInput);
+
+impl<'de> Deserialize<'de> for PieceIn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = PieceIn;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a piece: [0, bytes], [1, key, path] or [2, pieces]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PieceIn, A::Error> {
+                use serde::de::Error;
+                let kind: u8 = seq
+                    .next_element()?
+                    .ok_or_else(|| A::Error::custom("a piece without a kind"))?;
+                let missing = || A::Error::custom("a piece ends early");
+                Ok(PieceIn(match kind {
+                    0 => {
+                        let bytes: serde_bytes_buf::Buf = seq.next_element()?.ok_or_else(missing)?;
+                        WireInput::Encoded(bytes.0)
+                    }
+                    1 => {
+                        let key: String = seq.next_element()?.ok_or_else(missing)?;
+                        let path: Vec<u32> = seq.next_element()?.ok_or_else(missing)?;
+                        WireInput::Remote { key, path }
+                    }
+                    2 => {
+                        let parts: Vec<PieceIn> = seq.next_element()?.ok_or_else(missing)?;
+                        WireInput::Parts(parts.into_iter().map(|p| p.0).collect())
+                    }
+                    k => return Err(A::Error::custom(format!("a piece of unknown kind {k}"))),
+                }))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
+/// Bytes read from a MessagePack `bin`.
+mod serde_bytes_buf {
+    pub(super) struct Buf(pub(super) Vec<u8>);
+
+    impl<'de> serde::Deserialize<'de> for Buf {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl serde::de::Visitor<'_> for Visit {
+                type Value = Buf;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Buf, E> {
+                    Ok(Buf(v.to_vec()))
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Buf, E> {
+                    Ok(Buf(v))
+                }
+            }
+            d.deserialize_bytes(Visit)
+        }
+    }
+}
+
 /// Reads one frame.
 ///
 /// # Errors
@@ -289,22 +444,33 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
             let (ticket, lines): (u32, Vec<LogLine>) = decode(rest, "logs")?;
             Ok(Frame::Logs(ticket, lines))
         }
-        ATTEMPT => {
-            let header: AttemptHeader = decode(cur.part("attempt header")?, "attempt header")?;
-            let n = cur.u32("input count")?;
-            let mut inputs = Vec::with_capacity(n.min(1024) as usize);
-            for i in 0..n {
-                inputs.push(WireInput::Encoded(cur.part(&format!("input {i}"))?.to_vec()));
+        ATTEMPT => Ok(Frame::Attempt(read_attempt(cur)?)),
+        ROUTED => {
+            type Routing = (u32, bool, Vec<(u32, PieceIn)>);
+            let (ticket, result_here, refs): Routing = decode(cur.part("routing")?, "routing")?;
+            let inner = cur.part("routed attempt")?;
+            cur.end("routed attempt")?;
+            let (kind, inner) = inner
+                .split_first()
+                .ok_or_else(|| malformed("an empty routed attempt"))?;
+            if *kind != ATTEMPT {
+                return Err(malformed(format!("a routed frame of kind {kind}")));
             }
-            cur.end("attempt")?;
-            Ok(Frame::Attempt(WireAttempt {
-                ticket: header.ticket,
-                task_key: header.task_key,
-                inputs,
-                context: header.context,
-                timeout: header.timeout,
-            }))
+            let mut a = read_attempt(Cursor(inner))?;
+            for (i, piece) in refs {
+                let slot = a
+                    .inputs
+                    .get_mut(i as usize)
+                    .ok_or_else(|| malformed(format!("the routing names input {i}, which is not there")))?;
+                *slot = piece.0;
+            }
+            a.ticket = ticket;
+            a.result_here = result_here;
+            Ok(Frame::Routed(a))
         }
+        HELD => Ok(Frame::Held(decode(rest, "held")?)),
+        RECOMPUTED => Ok(Frame::Recomputed(decode(rest, "recomputed")?)),
+        RELEASE => Ok(Frame::Release(decode(rest, "release")?)),
         ENDED => {
             let header: EndHeader = decode(cur.part("end header")?, "end header")?;
             let frame = match header {
@@ -332,6 +498,24 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
         }
         other => Err(malformed(format!("unknown frame kind {other}"))),
     }
+}
+
+fn read_attempt(mut cur: Cursor<'_>) -> Result<WireAttempt, FrameError> {
+    let header: AttemptHeader = decode(cur.part("attempt header")?, "attempt header")?;
+    let n = cur.u32("input count")?;
+    let mut inputs = Vec::with_capacity(n.min(1024) as usize);
+    for i in 0..n {
+        inputs.push(WireInput::Encoded(cur.part(&format!("input {i}"))?.to_vec()));
+    }
+    cur.end("attempt")?;
+    Ok(WireAttempt {
+        ticket: header.ticket,
+        task_key: header.task_key,
+        inputs,
+        context: header.context,
+        timeout: header.timeout,
+        result_here: true,
+    })
 }
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, FrameError> {
@@ -373,5 +557,81 @@ impl<'a> Cursor<'a> {
                 self.0.len()
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::context::{FlowRunId, TaskRunId};
+
+    fn attempt(inputs: Vec<WireInput>) -> WireAttempt {
+        WireAttempt {
+            ticket: 12,
+            task_key: "numbers::lengths".into(),
+            inputs,
+            context: WireContext {
+                task_run_id: TaskRunId {
+                    flow_run: FlowRunId::new(),
+                    node: 3,
+                    map_index: None,
+                },
+                flow: "numbers".into(),
+                task: "lengths".into(),
+                binding: "bytes".into(),
+                attempt: 1,
+                scheduled_start: SystemTime::UNIX_EPOCH,
+                parameters: serde_json::Map::new(),
+            },
+            timeout: None,
+            result_here: false,
+        }
+    }
+
+    fn round_trip(frame: &Frame) -> Frame {
+        let mut bytes = Vec::new();
+        write(&mut bytes, frame).expect("written");
+        read(&mut bytes.as_slice()).expect("read back")
+    }
+
+    #[test]
+    fn a_routed_attempt_carries_what_the_cluster_holds_as_references() {
+        let held = |key: &str, path: Vec<u32>| WireInput::Remote {
+            key: key.into(),
+            path,
+        };
+        let a = attempt(vec![
+            WireInput::Encoded(vec![7]),
+            held("tideflow-a-1", vec![]),
+            WireInput::Parts(vec![
+                held("tideflow-a-2", vec![4]),
+                WireInput::Encoded(vec![0xc3]),
+                WireInput::Parts(vec![held("tideflow-a-3", vec![0, 1])]),
+            ]),
+        ]);
+        assert_eq!(round_trip(&Frame::Routed(a.clone())), Frame::Routed(a.clone()));
+        let mut keys = Vec::new();
+        a.inputs.iter().for_each(|i| i.keys(&mut keys));
+        assert_eq!(keys, ["tideflow-a-1", "tideflow-a-2", "tideflow-a-3"]);
+        // A worker is never sent a reference: only the bridge can fill it in.
+        let mut out = Vec::new();
+        let err = write(&mut out, &Frame::Attempt(a)).expect_err("not for a worker");
+        assert!(err.to_string().contains("held by the cluster"), "{err}");
+    }
+
+    #[test]
+    fn held_recomputed_and_release_frames_round_trip() {
+        let held = Frame::Held(Held {
+            ticket: 3,
+            key: "tideflow-a-3".into(),
+            bytes: 500_000,
+            len: Some(20),
+        });
+        assert_eq!(round_trip(&held), held);
+        assert_eq!(round_trip(&Frame::Recomputed(9)), Frame::Recomputed(9));
+        let release = Frame::Release(vec!["tideflow-a-1".into(), "tideflow-a-2".into()]);
+        assert_eq!(round_trip(&release), release);
     }
 }

@@ -52,7 +52,7 @@ use crate::task::TaskBody;
 use crate::value::Value;
 
 /// The version of the frames and of their headers.
-pub const PROTOCOL: u16 = 2;
+pub const PROTOCOL: u16 = 3;
 
 /// The environment variable that starts a program in worker mode (`1`).
 pub const ENV: &str = "TIDEFLOW_WORKER";
@@ -279,6 +279,10 @@ fn kind(frame: &Frame) -> &'static str {
         Frame::Ended(..) => "ended",
         Frame::Refused(_) => "refused",
         Frame::Logs(..) => "logs",
+        Frame::Routed(_) => "routed attempt",
+        Frame::Held(_) => "held",
+        Frame::Recomputed(_) => "recomputed",
+        Frame::Release(_) => "release",
     }
 }
 
@@ -346,6 +350,7 @@ async fn run(a: WireAttempt) -> Result<(WireEnd, bool, Vec<LogLine>), String> {
         timeout: a.timeout,
         retry_on: def.options.retry_on,
         report_start: false,
+        result_here: true,
     };
     let runner = Runner::new(Span::current(), None);
     let (end, stuck, lines) = match def.body {

@@ -13,6 +13,7 @@ use super::{Attempt, AttemptEnd, Ended, LocalBackend, Report, Runner, Submitted}
 use crate::error::SignalKind;
 use crate::executor::{ClusterConnection, ClusterReply};
 use crate::task::{TaskBody, TaskDef};
+use crate::value::Data;
 use crate::worker::frame::LogLine;
 
 /// Runs attempts on a cluster.
@@ -28,6 +29,14 @@ pub(crate) struct ClusterBackend {
     ready: VecDeque<Ended>,
     /// The connection is gone: every later attempt fails with this message.
     lost: Option<String>,
+    /// Finished attempts the cluster ran again (results lost with a worker).
+    recomputed: u32,
+}
+
+/// A task whose attempts run in this process whatever the executor: a local task (its
+/// values cannot leave it), a subflow, the gate or merge of an `if`.
+pub(crate) fn runs_here(def: &TaskDef) -> bool {
+    def.codec.is_none() || matches!(def.body, TaskBody::Subflow(_))
 }
 
 impl ClusterBackend {
@@ -39,6 +48,7 @@ impl ClusterBackend {
             away: HashMap::new(),
             ready: VecDeque::new(),
             lost: None,
+            recomputed: 0,
         }
     }
 
@@ -48,7 +58,7 @@ impl ClusterBackend {
 
     pub(super) fn submit(&mut self, attempt: Attempt) -> Submitted {
         let def = attempt.def;
-        if def.codec.is_none() || matches!(def.body, TaskBody::Subflow(_)) {
+        if runs_here(def) {
             return self.local.submit(attempt);
         }
         let failed = |message: String| {
@@ -144,6 +154,19 @@ impl ClusterBackend {
                     .unwrap_or_else(|e| failed(format!("the result from the cluster cannot be read: {e}")));
                 (ticket, end)
             }
+            Some(ClusterReply::Held(ticket, held)) => {
+                self.away.get(&ticket)?;
+                (ticket, AttemptEnd::Returned(Data::remote(held).into_raw()))
+            }
+            Some(ClusterReply::Recomputed(ticket)) => {
+                self.recomputed += 1;
+                tracing::warn!(
+                    target: "tideflow",
+                    ticket,
+                    "a finished task run's result was lost with a worker of the cluster and computed again"
+                );
+                return None;
+            }
             Some(ClusterReply::Refused(ticket, message)) => (ticket, failed(message)),
             Some(ClusterReply::Lost(message)) => return self.lose(message),
             None => return self.lose("the cluster connection closed".to_owned()),
@@ -177,6 +200,10 @@ impl ClusterBackend {
         }
         self.lost = Some(message);
         self.ready.pop_front().map(Report::Ended)
+    }
+
+    pub(super) fn recomputed(&self) -> u32 {
+        self.recomputed
     }
 
     pub(super) fn cancel(&mut self) -> Vec<u32> {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt as _;
 use tracing::{Instrument as _, Span};
 
+pub(crate) use self::cluster::runs_here;
 use self::cluster::ClusterBackend;
 pub(crate) use self::local::LocalBackend;
 pub(crate) use self::sequential::SequentialBackend;
@@ -50,6 +51,8 @@ pub(crate) struct Attempt {
     pub(crate) retry_on: Option<fn(&TaskError) -> bool>,
     /// Report `Started` when the body starts (someone observes the run).
     pub(crate) report_start: bool,
+    /// The result is needed in this process (see [`super::wire::WireAttempt::result_here`]).
+    pub(crate) result_here: bool,
 }
 
 /// How an attempt ended: plain data.
@@ -199,6 +202,15 @@ impl Backend {
                 Vec::new()
             }
             Backend::Cluster(b) => b.cancel(),
+        }
+    }
+
+    /// How many finished attempts a cluster ran again because their results were lost
+    /// with a worker while still needed.
+    pub(crate) fn recomputed(&self) -> u32 {
+        match self {
+            Backend::Cluster(b) => b.recomputed(),
+            _ => 0,
         }
     }
 

@@ -110,12 +110,21 @@ impl Scheduler {
                 }
             })
             .collect();
+        let mut warnings = s
+            .run_store
+            .as_ref()
+            .map(|r| r.take_warnings())
+            .unwrap_or_default();
+        let recomputed = self.backend.recomputed();
+        if recomputed > 0 {
+            warnings.push(format!(
+                "{recomputed} finished task run(s) ran again on the cluster: their results were lost \
+                 with a worker while tasks downstream still needed them"
+            ));
+        }
         RunRecord {
-            warnings: s
-                .run_store
-                .as_ref()
-                .map(|r| r.take_warnings())
-                .unwrap_or_default(),
+            warnings,
+            recomputed,
             id: s.flow_run,
             parent: s.options.parent,
             flow: s.graph.name,

@@ -49,7 +49,8 @@ impl Scheduler {
                         .collect();
                     match src {
                         Source::Reduce(_, collect) => {
-                            Data::collect(values, *collect).map_err(Missing::Unreadable)
+                            let pack = packer(&s.graph, m);
+                            Data::collect(values, *collect, |_| pack).map_err(Missing::Unreadable)
                         }
                         _ => Err(Missing::Unknown),
                     }
@@ -68,7 +69,11 @@ impl Scheduler {
                 }
                 match missing {
                     Some(m) => Err(m),
-                    None => Data::collect(values, *collect).map_err(Missing::Unreadable),
+                    None => Data::collect(values, *collect, |k| match parts.get(k) {
+                        Some(Source::Node(id)) => packer(&s.graph, id.index()),
+                        _ => None,
+                    })
+                    .map_err(Missing::Unreadable),
                 }
             }
             Source::First(parts) => {
@@ -198,6 +203,24 @@ pub(super) fn drop_use(slot: &mut Option<Data>, uses: &mut u32, keep: bool) {
     if *uses == 0 && !keep {
         *slot = None;
     }
+}
+
+/// An input of a task run of node `x`, as its attempt takes it: a value here, or, for a
+/// task that runs on a cluster, the data in whatever form it is (what the cluster holds
+/// stays there).
+#[inline]
+pub(super) fn input_value(s: &Static, x: usize, d: Data) -> Result<Value, DataError> {
+    if s.raw_inputs.get(x).copied().unwrap_or(false) {
+        Ok(d.into_raw())
+    } else {
+        d.into_local()
+    }
+}
+
+/// How a result of node `n` (each child's, for a mapped node) is written in the wire
+/// format, for a backend that builds a list out of results (a reduce on a cluster).
+fn packer(graph: &crate::graph::Graph, n: usize) -> Option<crate::task::EncodeFn> {
+    graph.nodes.get(n)?.task.codec.map(|c| c.pack_output)
 }
 
 pub(super) fn param_name(s: &Static, x: usize, i: usize) -> &'static str {

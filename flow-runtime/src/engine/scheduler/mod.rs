@@ -35,7 +35,7 @@ mod inputs;
 
 use self::inputs::*;
 use super::backend::{
-    panic_message, Attempt, AttemptEnd, Backend, Ended, Report, Runner, SequentialBackend, Submitted,
+    self, panic_message, Attempt, AttemptEnd, Backend, Ended, Report, Runner, SequentialBackend, Submitted,
 };
 use super::plan::{self, NodePlan, UpRef};
 use super::store_work::StoreWork;
@@ -106,6 +106,12 @@ struct Static {
     run_store: Option<Arc<RunStore>>,
     /// Per node: the executor's limited tags its task carries.
     limited_tags: Vec<Vec<u16>>,
+    /// On a cluster, per node: its attempts take their inputs in whatever form they are
+    /// (data the cluster holds stays there); empty on other backends.
+    raw_inputs: Vec<bool>,
+    /// On a cluster, per node: its results must come back here (see
+    /// [`plan::needed_here`]); empty on other backends.
+    result_here: Vec<bool>,
 }
 
 impl Static {
@@ -317,6 +323,16 @@ impl Scheduler {
                 Some(e),
             ),
         };
+        let (raw_inputs, result_here) = if matches!(backend, Backend::Cluster(_)) {
+            let local = |x: usize| backend::runs_here(graph.nodes[x].task) || stores[x].is_some();
+            let mut here = plan::needed_here(&graph, options.keep_results, local);
+            for (x, h) in here.iter_mut().enumerate() {
+                *h |= stores[x].is_some();
+            }
+            ((0..graph.nodes.len()).map(|x| !local(x)).collect(), here)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         let clock = Clock::start();
         let tr = Transitions::new(
             graph.name,
@@ -354,6 +370,8 @@ impl Scheduler {
             flow_run,
             options,
             limited_tags,
+            raw_inputs,
+            result_here,
         };
         (s, sched)
     }
@@ -608,6 +626,7 @@ impl Scheduler {
             timeout: options.timeout,
             retry_on: options.retry_on,
             report_start: self.tr.observed(),
+            result_here: s.result_here.get(x).copied().unwrap_or(true),
         };
         f.submitted = true;
         match self.backend.submit(attempt) {
@@ -909,7 +928,7 @@ impl Scheduler {
             if let Input::Value(src) = input {
                 match self
                     .eval(s, src, true)
-                    .and_then(|d| d.into_local().map_err(Missing::Unreadable))
+                    .and_then(|d| input_value(s, x, d).map_err(Missing::Unreadable))
                 {
                     Ok(v) => inputs.push(v),
                     Err(m) => {
@@ -1119,7 +1138,7 @@ impl Scheduler {
                     }
                 }
             };
-            match got.map(Data::into_local) {
+            match got.map(|d| input_value(s, x, d)) {
                 Some(Ok(v)) => inputs.push(v),
                 Some(Err(e)) => {
                     missing.get_or_insert((k, Missing::Unreadable(e)));
