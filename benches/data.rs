@@ -17,6 +17,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use serde_bytes::ByteBuf;
 use tideflow::dask::DaskExecutor;
 use tideflow::prelude::*;
 
@@ -28,15 +29,16 @@ fn numbers(n: u64) -> Vec<u64> {
     (0..n).collect()
 }
 
-/// A chunk of 10 MB; every byte under 128, so it is 10 MB in the wire format too.
+/// A chunk of 10 MB, as bytes (`serde_bytes`: MessagePack `bin` in the wire format, as
+/// Python's `bytes` are to Dask).
 #[task]
-fn chunk(i: u64) -> Vec<u8> {
-    vec![(i % 100) as u8 + 1; CHUNK]
+fn chunk(i: u64) -> ByteBuf {
+    ByteBuf::from(vec![(i % 100) as u8 + 1; CHUNK])
 }
 
 /// A trivial measure of a chunk: its length times its first byte.
 #[task]
-fn measure(c: Vec<u8>) -> u64 {
+fn measure(c: ByteBuf) -> u64 {
     c.len() as u64 * c.first().map_or(0, |&b| u64::from(b))
 }
 

@@ -135,6 +135,7 @@ fn attempt<Tk: Task>(ticket: u32, x: u64) -> WireAttempt {
         },
         timeout: None,
         result_here: true,
+        limits: Vec::new(),
     }
 }
 
@@ -454,6 +455,50 @@ async fn a_tag_limit_holds_on_a_dask_cluster() {
     dask.close();
 }
 
+/// Takes 100 ms of a worker's time, tagged for a limit; says when it ran (milliseconds
+/// since the epoch: start, end).
+#[task(tags = ["db"])]
+fn timed_write(_x: u64) -> (u64, u64) {
+    let now = || {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    };
+    let start = now();
+    std::thread::sleep(Duration::from_millis(100));
+    (start, now())
+}
+
+flow! {
+    fn timed_writes(n: u64 = 4) -> Vec<(u64, u64)> {
+        let xs = numbers(n);
+        timed_write.map(xs)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_limit_holds_across_the_runs_on_a_cluster() {
+    let Some(python) = python() else {
+        return;
+    };
+    // Two runs at once on a cluster of two workers: each alone would keep to one `db`
+    // task at a time; together they keep to one as well.
+    let dask = DaskExecutor::local(2).python(python).tag_limit("db", 1);
+    let first = timed_writes().executor(dask.clone()).start();
+    let second = timed_writes().executor(dask.clone()).start();
+    let (first, second) = tokio::join!(first, second);
+    let mut spans: Vec<(u64, u64)> = Vec::new();
+    for run in [&first, &second] {
+        spans.extend(run.output().unwrap_or_else(|e| panic!("{e}\n{}", run.summary())));
+    }
+    assert_eq!(spans.len(), 8);
+    spans.sort_unstable();
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "two `db` tasks ran at once: {pair:?}");
+    }
+    dask.close();
+}
+
 /// Waits until `k` children of the run have succeeded.
 async fn children_done(events: &mut tideflow::event::Subscription, k: usize) {
     let mut done = 0;
@@ -536,12 +581,13 @@ fn a_sync_attempt_past_its_timeout_ends_its_worker_process_which_is_replaced() {
     let mut timed = attempt::<overrun>(2, 5);
     timed.timeout = Some(std::time::Duration::from_millis(300));
     bridge.send(&timed).expect("sent");
+    // Queued behind it on the one Dask worker: handed on the moment the stuck process
+    // has answered, while it is still stopping, and run by a new one.
+    bridge.send(&attempt::<pid>(3, 0)).expect("sent");
     assert_eq!(
         bridge.recv().expect("a reply"),
         Reply::Ended(2, WireEnd::TimedOut(std::time::Duration::from_millis(300)))
     );
-    // The stuck process is gone; the next attempt runs in a new one.
-    bridge.send(&attempt::<pid>(3, 0)).expect("sent");
     let (_, after) = value(bridge.recv().expect("a reply"));
     assert_ne!(before, after, "a new worker process");
     bridge.send(&attempt::<add1>(4, 1)).expect("sent");

@@ -1,13 +1,74 @@
 //! Caching (`cache_for`, `cache_key`), result persistence (`persist`, `persist_results`)
 //! and restarts of failed runs: exact states, results, call counts and files on disk.
 //! Every store lives in a temporary folder of its own; expiry runs on tokio's paused clock.
+//!
+//! The flows run on the executor `TIDEFLOW_TEST_EXECUTOR` names: the local one by default,
+//! a local Dask cluster with `dask-local:2` (`.ci/run` runs them both ways). Stores are
+//! read and written here whatever the executor.
+
+mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tideflow::prelude::*;
+
+/// What each Dask worker runs when the tests use a Dask cluster.
+#[test]
+fn tideflow_worker() {
+    tideflow::worker::serve_if_worker();
+}
+
+/// Whether task bodies run in this process, where the `*_CALLS` counters count them: with
+/// the local executor (on Dask they run in worker processes, which count for themselves).
+fn local() -> bool {
+    matches!(common::executor(), tideflow::Executor::Local(_))
+}
+
+/// Checks a count of task bodies run, where this process counts them (see [`local`]);
+/// the run record's attempts are checked on every executor.
+#[track_caller]
+fn assert_calls<T: PartialEq + std::fmt::Debug>(counted: T, want: T) {
+    if local() {
+        assert_eq!(counted, want, "task bodies run, as counted in this process");
+    }
+}
+
+/// The attempts of each child of a mapped task.
+fn child_attempts(task: &TaskRun) -> Vec<u32> {
+    task.children().iter().map(|c| c.attempts()).collect()
+}
+
+/// A broken source fixed between a run and its restart, as a file named by the run: task
+/// bodies see it in any process of this machine (on a local Dask cluster they run in
+/// worker processes, where a static of this one never changes). Removed on drop.
+struct Fix(PathBuf);
+
+impl Fix {
+    fn path(run: tideflow::FlowRunId) -> PathBuf {
+        std::env::temp_dir().join(format!("tideflow-test-fixed-{run}"))
+    }
+
+    /// Fixes the source for the run `run`.
+    fn apply(run: tideflow::FlowRunId) -> Fix {
+        let path = Fix::path(run);
+        std::fs::write(&path, b"fixed").expect("the fix is written");
+        Fix(path)
+    }
+
+    /// Whether the source is fixed for the run of this task run.
+    fn applied(ctx: &TaskContext) -> bool {
+        Fix::path(ctx.flow_run_id()).exists()
+    }
+}
+
+impl Drop for Fix {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 fn store() -> (tempfile::TempDir, ResultStore) {
     let dir = tempfile::tempdir().expect("a temporary folder");
@@ -55,46 +116,52 @@ flow! {
 #[tokio::test(start_paused = true)]
 async fn a_cache_hit_ends_cached_without_running_the_body_until_it_expires() {
     let (_dir, store) = store();
-    let flow = square_flow().result_store(store.clone());
+    let flow = square_flow()
+        .result_store(store.clone())
+        .executor(common::executor());
 
     let first = flow.run().await;
     assert_eq!(first.task("cached_square").state(), &State::Success);
     assert_eq!(first.task("cached_square").attempts(), 1);
     assert_eq!(first.output(), Ok(&9));
-    assert_eq!(SQUARE_CALLS.load(Ordering::SeqCst), 1);
+    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 1);
 
     let second = flow.run().await;
     assert_eq!(second.task("cached_square").state(), &State::Cached);
-    assert_eq!(second.task("cached_square").attempts(), 0);
-    assert_eq!(second.output(), Ok(&9));
-    assert!(second.state().is_success());
     assert_eq!(
-        SQUARE_CALLS.load(Ordering::SeqCst),
-        1,
+        second.task("cached_square").attempts(),
+        0,
         "a cache hit does not run the body"
     );
+    assert_eq!(second.output(), Ok(&9));
+    assert!(second.state().is_success());
+    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 1);
 
     // Other inputs are another key.
     let other = flow.clone().with_param("x", 4).expect("x").run().await;
     assert_eq!(other.task("cached_square").state(), &State::Success);
+    assert_eq!(other.task("cached_square").attempts(), 1);
     assert_eq!(other.output(), Ok(&16));
-    assert_eq!(SQUARE_CALLS.load(Ordering::SeqCst), 2);
+    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 2);
 
     // Still valid just before the hour is up...
     tokio::time::advance(Duration::from_secs(59 * 60)).await;
     let third = flow.run().await;
     assert_eq!(third.task("cached_square").state(), &State::Cached);
-    assert_eq!(SQUARE_CALLS.load(Ordering::SeqCst), 2);
+    assert_eq!(third.task("cached_square").attempts(), 0);
+    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 2);
 
     // ...expired after it: the body runs and caches anew.
     tokio::time::advance(Duration::from_secs(2 * 60)).await;
     let fourth = flow.run().await;
     assert_eq!(fourth.task("cached_square").state(), &State::Success);
+    assert_eq!(fourth.task("cached_square").attempts(), 1);
     assert_eq!(fourth.output(), Ok(&9));
-    assert_eq!(SQUARE_CALLS.load(Ordering::SeqCst), 3);
+    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 3);
     let fifth = flow.run().await;
     assert_eq!(fifth.task("cached_square").state(), &State::Cached);
-    assert_eq!(SQUARE_CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(fifth.task("cached_square").attempts(), 0);
+    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 3);
     assert!(fifth.warnings().is_empty(), "{:?}", fifth.warnings());
 }
 
@@ -122,11 +189,19 @@ flow! {
 #[tokio::test]
 async fn tasks_sharing_a_cache_key_share_results_for_equal_inputs() {
     let (_dir, store) = store();
-    let run = shared_cache().result_store(store).run().await;
+    let run = shared_cache()
+        .result_store(store)
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(run.task("a").state(), &State::Success);
     assert_eq!(run.task("length_b").state(), &State::Cached);
     assert_eq!(run.output(), Ok(&8));
-    assert_eq!(SHARED_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        (run.task("a").attempts(), run.task("length_b").attempts()),
+        (1, 0)
+    );
+    assert_calls(SHARED_CALLS.load(Ordering::SeqCst), 1);
 }
 
 static MAPPED_CALLS: AtomicU32 = AtomicU32::new(0);
@@ -152,9 +227,11 @@ flow! {
 #[tokio::test]
 async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
     let (dir, store) = store();
-    let flow = doubled().result_store(store);
-    assert_eq!(flow.run().await.output(), Ok(&12));
-    assert_eq!(MAPPED_CALLS.load(Ordering::SeqCst), 3);
+    let flow = doubled().result_store(store).executor(common::executor());
+    let run = flow.run().await;
+    assert_eq!(run.output(), Ok(&12));
+    assert_eq!(child_attempts(run.task("ds")), [1, 1, 1]);
+    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 3);
 
     // 2 and 3 are cached; 4 is new.
     let run = flow
@@ -165,8 +242,9 @@ async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
         .await;
     let states: Vec<&State> = run.task("ds").children().iter().map(|c| c.state()).collect();
     assert_eq!(states, [&State::Cached, &State::Cached, &State::Success]);
+    assert_eq!(child_attempts(run.task("ds")), [0, 0, 1]);
     assert_eq!(run.output(), Ok(&18));
-    assert_eq!(MAPPED_CALLS.load(Ordering::SeqCst), 4);
+    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 4);
 
     // Damage every cache entry: each is reported by name, and each child runs again.
     let cache = dir.path().join("cache");
@@ -177,7 +255,10 @@ async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
     }
     let run = flow.run().await;
     assert_eq!(run.output(), Ok(&12));
-    assert_eq!(MAPPED_CALLS.load(Ordering::SeqCst), 7);
+    let states: Vec<&State> = run.task("ds").children().iter().map(|c| c.state()).collect();
+    assert_eq!(states, [&State::Success, &State::Success, &State::Success]);
+    assert_eq!(child_attempts(run.task("ds")), [1, 1, 1]);
+    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 7);
     let warnings = run.warnings();
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     for (i, w) in warnings.iter().enumerate() {
@@ -194,8 +275,9 @@ async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
         .children()
         .iter()
         .all(|c| c.state() == &State::Cached));
+    assert_eq!(child_attempts(run.task("ds")), [0, 0, 0]);
     assert!(run.warnings().is_empty(), "{:?}", run.warnings());
-    assert_eq!(MAPPED_CALLS.load(Ordering::SeqCst), 7);
+    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 7);
 }
 
 /// A run in another process: the cache is on disk, so it is shared across processes.
@@ -252,11 +334,16 @@ async fn cache_child_process() {
     ) else {
         return;
     };
-    let run = child_flow().result_store(ResultStore::local(dir)).run().await;
+    let run = child_flow()
+        .result_store(ResultStore::local(dir))
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(run.output(), Ok(&42));
     assert_eq!(run.task("cached_in_child").state().name(), expect);
     let calls = if expect == "Cached" { 0 } else { 1 };
-    assert_eq!(CHILD_CALLS.load(Ordering::SeqCst), calls);
+    assert_eq!(run.task("cached_in_child").attempts(), calls);
+    assert_calls(CHILD_CALLS.load(Ordering::SeqCst), calls);
 }
 
 // ---- persistence and restart ----
@@ -264,7 +351,6 @@ async fn cache_child_process() {
 static LOAD_CALLS: AtomicU32 = AtomicU32::new(0);
 static CLEAN_CALLS: AtomicU32 = AtomicU32::new(0);
 static TOTAL_CALLS: AtomicU32 = AtomicU32::new(0);
-static BROKEN: AtomicBool = AtomicBool::new(true);
 
 #[task(persist)]
 fn load(n: u32) -> Vec<u32> {
@@ -273,9 +359,9 @@ fn load(n: u32) -> Vec<u32> {
 }
 
 #[task(persist)]
-fn clean(x: u32) -> Result<u32, TaskError> {
+fn clean(x: u32, ctx: &TaskContext) -> Result<u32, TaskError> {
     CLEAN_CALLS.fetch_add(1, Ordering::SeqCst);
-    if x % 2 == 1 && BROKEN.load(Ordering::SeqCst) {
+    if x % 2 == 1 && !Fix::applied(ctx) {
         return Err(TaskError::fail(format!("row {x} is malformed")));
     }
     Ok(x * 10)
@@ -298,7 +384,9 @@ flow! {
 #[tokio::test]
 async fn a_restarted_run_reruns_only_what_did_not_succeed() {
     let (dir, store) = store();
-    let flow = pipeline().result_store(store.clone());
+    let flow = pipeline()
+        .result_store(store.clone())
+        .executor(common::executor());
     // Run with n = 5: the restart must use the run's own parameters.
     let first = flow.clone().with_param("n", 5).expect("n").run().await;
     assert!(first.state().is_failed());
@@ -310,13 +398,18 @@ async fn a_restarted_run_reruns_only_what_did_not_succeed() {
         .collect();
     assert_eq!(cleaned, ["Success", "Failed", "Success", "Failed", "Success"]);
     assert!(first.task("total").state().is_trigger_failed());
+    assert_eq!(child_attempts(first.task("cleaned")), [1, 1, 1, 1, 1]);
     assert_eq!(
+        (first.task("rows").attempts(), first.task("total").attempts()),
+        (1, 0)
+    );
+    assert_calls(
         (
             LOAD_CALLS.load(Ordering::SeqCst),
             CLEAN_CALLS.load(Ordering::SeqCst),
-            TOTAL_CALLS.load(Ordering::SeqCst)
+            TOTAL_CALLS.load(Ordering::SeqCst),
         ),
-        (1, 5, 0)
+        (1, 5, 0),
     );
     let run_dir = format!("runs/{}", first.id());
     assert_eq!(
@@ -334,7 +427,7 @@ async fn a_restarted_run_reruns_only_what_did_not_succeed() {
     assert_eq!(rows, "[0,1,2,3,4]");
 
     // The source is fixed; restart the failed run.
-    BROKEN.store(false, Ordering::SeqCst);
+    let _fix = Fix::apply(first.id());
     let again = flow.restart(first.id()).await.expect("the run restarts");
     assert_eq!(again.id(), first.id(), "a restart continues the same run");
     assert!(again.state().is_success(), "{}", again.summary());
@@ -349,30 +442,52 @@ async fn a_restarted_run_reruns_only_what_did_not_succeed() {
     assert_eq!(again.output(), Ok(&100));
     assert_eq!(
         (
+            again.task("rows").attempts(),
+            child_attempts(again.task("cleaned")),
+            again.task("total").attempts()
+        ),
+        (0, vec![0, 1, 0, 1, 0], 1),
+        "only the two failed children and the task after them ran"
+    );
+    assert_calls(
+        (
             LOAD_CALLS.load(Ordering::SeqCst),
             CLEAN_CALLS.load(Ordering::SeqCst),
-            TOTAL_CALLS.load(Ordering::SeqCst)
+            TOTAL_CALLS.load(Ordering::SeqCst),
         ),
         (1, 7, 1),
-        "only the two failed children and the task after them ran"
     );
     assert!(again.warnings().is_empty(), "{:?}", again.warnings());
 
     // Restarted once more: everything persisted is reused; `total` (not persisted) runs.
     let third = flow.restart(first.id()).await.expect("the run restarts again");
     assert_eq!(third.output(), Ok(&100));
+    assert_eq!(third.task("rows").state(), &State::Cached);
+    assert!(third
+        .task("cleaned")
+        .children()
+        .iter()
+        .all(|c| c.state() == &State::Cached));
+    assert_eq!(third.task("total").state(), &State::Success);
     assert_eq!(
+        (
+            third.task("rows").attempts(),
+            child_attempts(third.task("cleaned")),
+            third.task("total").attempts()
+        ),
+        (0, vec![0; 5], 1)
+    );
+    assert_calls(
         (
             LOAD_CALLS.load(Ordering::SeqCst),
             CLEAN_CALLS.load(Ordering::SeqCst),
-            TOTAL_CALLS.load(Ordering::SeqCst)
+            TOTAL_CALLS.load(Ordering::SeqCst),
         ),
-        (1, 7, 2)
+        (1, 7, 2),
     );
 }
 
 static WIDE_CALLS: AtomicU32 = AtomicU32::new(0);
-static WIDE_FAIL: AtomicBool = AtomicBool::new(true);
 
 #[task]
 fn numbers(n: u32) -> Vec<u32> {
@@ -393,8 +508,8 @@ fn never_persisted(xs: Vec<u32>) -> u32 {
 }
 
 #[task]
-fn flaky_report(count: u32, xs: Vec<u32>) -> Result<String, TaskError> {
-    if WIDE_FAIL.load(Ordering::SeqCst) {
+fn flaky_report(count: u32, xs: Vec<u32>, ctx: &TaskContext) -> Result<String, TaskError> {
+    if !Fix::applied(ctx) {
         return Err(TaskError::fail("the report server is down"));
     }
     Ok(format!("{count} values, sum {}", xs.iter().sum::<u32>()))
@@ -412,10 +527,26 @@ flow! {
 #[tokio::test]
 async fn the_flow_wide_switch_persists_every_task_but_those_that_opt_out() {
     let (dir, store) = store();
-    let flow = wide().persist_results().result_store(store.clone());
+    let flow = wide()
+        .persist_results()
+        .result_store(store.clone())
+        .executor(common::executor());
     let first = flow.run().await;
     assert!(first.state().is_failed());
-    assert_eq!(WIDE_CALLS.load(Ordering::SeqCst), 1 + 300 + 10_000);
+    assert_eq!(
+        first.task("flaky_report").state().message(),
+        Some("the report server is down")
+    );
+    assert_eq!(
+        (
+            first.task("xs").attempts(),
+            child_attempts(first.task("ys")),
+            first.task("count").attempts(),
+            first.task("flaky_report").attempts()
+        ),
+        (1, vec![1, 1, 1], 1, 1)
+    );
+    assert_calls(WIDE_CALLS.load(Ordering::SeqCst), 1 + 300 + 10_000);
     let run_dir = format!("runs/{}", first.id());
     assert_eq!(
         files(dir.path()),
@@ -427,10 +558,11 @@ async fn the_flow_wide_switch_persists_every_task_but_those_that_opt_out() {
             format!("{run_dir}/ys/2.json"),
         ]
     );
-    WIDE_FAIL.store(false, Ordering::SeqCst);
+    let _fix = Fix::apply(first.id());
     // Restarted by a flow value without the switch: stored results are reused all the same.
     let again = wide()
         .result_store(store)
+        .executor(common::executor())
         .restart(first.id())
         .await
         .expect("restarts");
@@ -438,14 +570,19 @@ async fn the_flow_wide_switch_persists_every_task_but_those_that_opt_out() {
     assert_eq!(again.task("xs").state(), &State::Cached);
     assert_eq!(again.task("count").state(), &State::Success);
     assert_eq!(
-        WIDE_CALLS.load(Ordering::SeqCst),
-        1 + 300 + 2 * 10_000,
+        (
+            again.task("xs").attempts(),
+            child_attempts(again.task("ys")),
+            again.task("count").attempts(),
+            again.task("flaky_report").attempts()
+        ),
+        (0, vec![0, 0, 0], 1, 1),
         "only the opted-out task and the failed one ran again"
     );
+    assert_calls(WIDE_CALLS.load(Ordering::SeqCst), 1 + 300 + 2 * 10_000);
 }
 
 static CORRUPT_CALLS: AtomicU32 = AtomicU32::new(0);
-static CORRUPT_FAIL: AtomicBool = AtomicBool::new(true);
 
 #[task(persist)]
 fn part(x: u32) -> u32 {
@@ -454,8 +591,8 @@ fn part(x: u32) -> u32 {
 }
 
 #[task]
-fn finish_parts(xs: Vec<u32>) -> Result<u32, TaskError> {
-    if CORRUPT_FAIL.load(Ordering::SeqCst) {
+fn finish_parts(xs: Vec<u32>, ctx: &TaskContext) -> Result<u32, TaskError> {
+    if !Fix::applied(ctx) {
         return Err(TaskError::fail("not yet"));
     }
     Ok(xs.iter().sum())
@@ -471,14 +608,15 @@ flow! {
 #[tokio::test]
 async fn a_corrupt_stored_result_is_reported_by_name_and_rerun() {
     let (dir, store) = store();
-    let flow = parts().result_store(store);
+    let flow = parts().result_store(store).executor(common::executor());
     let first = flow.run().await;
     assert!(first.state().is_failed());
-    assert_eq!(CORRUPT_CALLS.load(Ordering::SeqCst), 3);
+    assert_eq!(child_attempts(first.task("ps")), [1, 1, 1]);
+    assert_calls(CORRUPT_CALLS.load(Ordering::SeqCst), 3);
     let damaged: PathBuf = dir.path().join(format!("runs/{}/ps/1.json", first.id()));
     std::fs::write(&damaged, b"{\"truncated\":").expect("damaged");
 
-    CORRUPT_FAIL.store(false, Ordering::SeqCst);
+    let _fix = Fix::apply(first.id());
     let again = flow.restart(first.id()).await.expect("restarts");
     assert_eq!(again.output(), Ok(&306));
     let states: Vec<&str> = again
@@ -489,10 +627,11 @@ async fn a_corrupt_stored_result_is_reported_by_name_and_rerun() {
         .collect();
     assert_eq!(states, ["Cached", "Success", "Cached"]);
     assert_eq!(
-        CORRUPT_CALLS.load(Ordering::SeqCst),
-        4,
+        child_attempts(again.task("ps")),
+        [0, 1, 0],
         "only the damaged one ran again"
     );
+    assert_calls(CORRUPT_CALLS.load(Ordering::SeqCst), 4);
     let warnings = again.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
@@ -525,6 +664,7 @@ async fn restarting_an_unknown_run_or_another_flows_run_is_an_error() {
     let unknown = tideflow::FlowRunId::new();
     let err = parts()
         .result_store(store.clone())
+        .executor(common::executor())
         .restart(unknown)
         .await
         .expect_err("unknown run");
@@ -536,10 +676,15 @@ async fn restarting_an_unknown_run_or_another_flows_run_is_an_error() {
             dir.path().display()
         )
     );
-    let run = other().result_store(store.clone()).run().await;
+    let run = other()
+        .result_store(store.clone())
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(run.output(), Ok(&1));
     let err = parts()
         .result_store(store.clone())
+        .executor(common::executor())
         .restart(run.id())
         .await
         .expect_err("another flow");
@@ -557,6 +702,7 @@ async fn restarting_an_unknown_run_or_another_flows_run_is_an_error() {
     .expect("damaged");
     let err = other()
         .result_store(store)
+        .executor(common::executor())
         .restart(run.id())
         .await
         .expect_err("damaged record");
@@ -586,15 +732,20 @@ async fn state_handlers_see_pending_to_cached() {
     let (_dir, store) = store();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
-    let flow = greet().result_store(store).on_task_state(move |c: &StateChange| {
-        log.lock()
-            .expect("log")
-            .push(format!("{} -> {}", c.old().name(), c.new_state().name()));
-    });
-    flow.run().await;
+    let flow = greet()
+        .result_store(store)
+        .executor(common::executor())
+        .on_task_state(move |c: &StateChange| {
+            log.lock()
+                .expect("log")
+                .push(format!("{} -> {}", c.old().name(), c.new_state().name()));
+        });
+    let first = flow.run().await;
+    assert_eq!(first.task("cached_hello").attempts(), 1);
     let run = flow.run().await;
     assert_eq!(run.output().map(String::as_str), Ok("hello ada"));
-    assert_eq!(NOTIFIED_CALLS.load(Ordering::SeqCst), 1);
+    assert_eq!(run.task("cached_hello").attempts(), 0);
+    assert_calls(NOTIFIED_CALLS.load(Ordering::SeqCst), 1);
     assert_eq!(
         *seen.lock().expect("log"),
         ["Pending -> Running", "Running -> Success", "Pending -> Cached"]
@@ -633,9 +784,10 @@ flow! {
 #[tokio::test]
 async fn an_async_task_persists_and_caches_its_result() {
     let (dir, store) = store();
-    let flow = crawl().result_store(store);
+    let flow = crawl().result_store(store).executor(common::executor());
     let first = flow.run().await;
     assert_eq!(first.output().map(String::as_str), Ok("<html>a.example</html>"));
+    assert_eq!(first.task("fetch_page").attempts(), 1);
     let persisted = dir.path().join(format!("runs/{}/fetch_page.json", first.id()));
     assert_eq!(
         std::fs::read_to_string(persisted).expect("persisted"),
@@ -651,6 +803,7 @@ async fn an_async_task_persists_and_caches_its_result() {
     );
     let second = flow.run().await;
     assert_eq!(second.task("fetch_page").state(), &State::Cached);
+    assert_eq!(second.task("fetch_page").attempts(), 0);
     assert_eq!(second.output().map(String::as_str), Ok("<html>a.example</html>"));
-    assert_eq!(ASYNC_FETCHES.load(Ordering::SeqCst), 1);
+    assert_calls(ASYNC_FETCHES.load(Ordering::SeqCst), 1);
 }

@@ -1,9 +1,21 @@
 //! Subflows: a flow called as a task of another flow runs as its own flow run, whose
 //! states and task runs are visible in the parent's run result.
+//!
+//! The flows run on the executor `TIDEFLOW_TEST_EXECUTOR` names: the local one by default,
+//! a local Dask cluster with `dask-local:2` (`.ci/run` runs them both ways). A subflow
+//! runs here and its tasks on the parent's executor.
+
+mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use tideflow::prelude::*;
+
+/// What each Dask worker runs when the tests use a Dask cluster.
+#[test]
+fn tideflow_worker() {
+    tideflow::worker::serve_if_worker();
+}
 
 #[task]
 fn numbers(n: u64) -> Vec<u64> {
@@ -43,7 +55,7 @@ flow! {
 
 #[tokio::test]
 async fn a_subflow_runs_as_a_task_and_its_run_is_visible_in_the_parent() {
-    let run = report().run().await;
+    let run = report().executor(common::executor()).run().await;
     assert!(run.state().is_success(), "{}", run.summary());
     assert_eq!(run.output().map(String::as_str), Ok("sum is 30"));
 
@@ -75,7 +87,12 @@ async fn a_subflow_runs_as_a_task_and_its_run_is_visible_in_the_parent() {
 
 #[tokio::test]
 async fn a_subflow_gets_the_values_the_parent_passes() {
-    let run = report().with_param("n", 2).expect("n").run().await;
+    let run = report()
+        .with_param("n", 2)
+        .expect("n")
+        .executor(common::executor())
+        .run()
+        .await;
     assert_eq!(run.output().map(String::as_str), Ok("sum is 5"));
     let sub = run.task("sum").subflow::<u64>().expect("the subflow's run");
     assert_eq!(sub.task("squares").children().len(), 2);
@@ -104,7 +121,7 @@ flow! {
 
 #[tokio::test]
 async fn a_mapped_subflow_runs_once_per_element_and_a_failed_one_fails_its_child() {
-    let run = checks_many().run().await;
+    let run = checks_many().executor(common::executor()).run().await;
     assert!(run.state().is_failed());
     let mapped = run.task("checked_xs");
     let states: Vec<&str> = mapped.children().iter().map(|c| c.state().name()).collect();
@@ -130,7 +147,9 @@ async fn a_mapped_subflow_runs_once_per_element_and_a_failed_one_fails_its_child
 
 static FLAKY: AtomicU32 = AtomicU32::new(0);
 
-#[task]
+// Local: the subflow's two runs must count on one counter; on Dask they could run in two
+// worker processes, with a counter each.
+#[task(local)]
 fn flaky_step() -> Result<u32, TaskError> {
     match FLAKY.fetch_add(1, Ordering::SeqCst) {
         0 => Err(TaskError::fail("first call fails")),
@@ -163,7 +182,8 @@ async fn a_subflow_task_is_retried_like_any_task() {
             o.max_retries = 1;
             o.retry_delay = std::time::Duration::from_secs(5);
         })
-        .expect("n is a task of the flow");
+        .expect("n is a task of the flow")
+        .executor(common::executor());
     let run = flow.run().await;
     assert!(run.state().is_success(), "{}", run.summary());
     let n = run.task("n");
@@ -192,7 +212,7 @@ flow! {
 /// The README's example.
 #[tokio::test]
 async fn subflow_runs_are_in_the_parent_run() {
-    let run = sums().run().await;
+    let run = sums().executor(common::executor()).run().await;
     assert_eq!(run.output(), Ok(&10)); // 1 + 3 + 6
     let third = run.task("each").child_subflow::<u64>(2).expect("child 2's run");
     assert_eq!(third.output(), Ok(&6));
@@ -229,6 +249,7 @@ flow! {
 #[tokio::test]
 async fn a_subflow_in_a_branch_uses_the_parents_result_store_and_executor() {
     let dir = tempfile::tempdir().expect("a temporary folder");
+    // Stays on the sequential executor: the point is that the subflow inherits this one.
     let flow = branchy()
         .result_store(ResultStore::local(dir.path()))
         .executor(SequentialExecutor);
@@ -259,7 +280,7 @@ async fn a_subflow_in_a_branch_uses_the_parents_result_store_and_executor() {
 #[tokio::test]
 async fn a_subscriber_of_the_parent_sees_the_subflow_run_too() {
     use tideflow::event::{Delivery, Received};
-    let mut flow = report();
+    let mut flow = report().executor(common::executor());
     let mut events = flow.subscribe(Delivery::lossless(1024));
     let run = flow.run().await;
     assert!(run.state().is_success());

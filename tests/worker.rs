@@ -131,6 +131,7 @@ fn attempt_of(ticket: u32, key: &str, x: u64) -> WireAttempt {
         },
         timeout: None,
         result_here: true,
+        limits: Vec::new(),
     }
 }
 

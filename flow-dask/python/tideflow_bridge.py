@@ -41,6 +41,10 @@ HELD = 7
 RECOMPUTED = 8
 RELEASE = 9
 
+# The exit status of a tideflow worker process that stopped because a sync attempt ran
+# past its timeout (its thread cannot be stopped otherwise): `worker::STOPPED_AFTER_TIMEOUT`.
+STOPPED_AFTER_TIMEOUT = 3
+
 # A returned value up to this size travels with its outcome; a larger one stays on the
 # worker that made it unless the coordinator asked for it.
 INLINE = 16 * 1024
@@ -64,7 +68,7 @@ def fail(message):
 
 try:
     import msgpack
-    from distributed import Client, LocalCluster, get_worker
+    from distributed import Client, LocalCluster, Semaphore, get_worker
     from distributed.diagnostics.plugin import WorkerPlugin
 except ImportError as e:  # pragma: no cover - depends on the machine
     fail(
@@ -86,8 +90,8 @@ def read_exact(stream, n):
     return b"".join(chunks)
 
 
-def read_frame(stream):
-    """One frame (length prefix included), or None at the end of the stream."""
+def read_parts(stream):
+    """One frame as its length prefix and its body, or None at the end of the stream."""
     head = read_exact(stream, 4)
     if head is None:
         return None
@@ -95,7 +99,13 @@ def read_frame(stream):
     body = read_exact(stream, length)
     if body is None:
         return None
-    return head + body
+    return head, body
+
+
+def read_frame(stream):
+    """One frame (length prefix included), or None at the end of the stream."""
+    parts = read_parts(stream)
+    return None if parts is None else parts[0] + parts[1]
 
 
 def framed(kind, body):
@@ -125,15 +135,6 @@ def attempt_ticket(frame):
     (header_len,) = struct.unpack("<I", frame[5:9])
     header = msgpack.unpackb(frame[9 : 9 + header_len], raw=False, strict_map_key=False)
     return header[0]
-
-
-def split_frames(reply):
-    """The frames of a reply before its last one, and its last one."""
-    start, end = 0, 0
-    while end < len(reply):
-        (n,) = struct.unpack_from("<I", reply, end)
-        start, end = end, end + 4 + n
-    return reply[:start], reply[start:]
 
 
 def array_len(value):
@@ -194,6 +195,26 @@ class TideflowWorker(WorkerPlugin):
         # Element offsets of the held lists this worker's attempts map over, by key and
         # path: each list is scanned once, not once per element.
         self.offsets = {}
+        # The cluster-wide limits of tags, as Dask semaphores, by tag.
+        self.semaphores = {}
+
+    def acquire(self, limits):
+        """A lease of the semaphore of each limited tag (in one order, so that attempts
+        with several tags cannot wait for each other): what to release after."""
+        held = []
+        try:
+            for tag, limit in sorted(limits):
+                semaphore = self.semaphores.get(tag)
+                if semaphore is None:
+                    semaphore = Semaphore(max_leases=limit, name="tideflow-tag-%s" % tag)
+                    self.semaphores[tag] = semaphore
+                semaphore.acquire()
+                held.append(semaphore)
+        except BaseException:
+            for semaphore in held:
+                semaphore.release()
+            raise
+        return held
 
     def element(self, key, path, value):
         """The bytes of the element at `path` of the held list `value` (key `key`)."""
@@ -261,6 +282,10 @@ class TideflowWorker(WorkerPlugin):
     def start(self):
         env = dict(os.environ)
         env["TIDEFLOW_WORKER"] = "1"
+        # Values of megabytes come and go with every attempt: glibc keeps their memory
+        # for the next one instead of mapping fresh pages each time (unless set already).
+        env.setdefault("MALLOC_MMAP_THRESHOLD_", str(32 << 20))
+        env.setdefault("MALLOC_TRIM_THRESHOLD_", str(512 << 20))
         proc = subprocess.Popen(
             [self.path()] + list(self.args),
             stdin=subprocess.PIPE,
@@ -284,38 +309,46 @@ class TideflowWorker(WorkerPlugin):
         self.proc = proc
 
     def call(self, frame):
-        """Sends one attempt frame to this worker's tideflow process; its reply frame."""
+        """Sends one attempt frame to this worker's tideflow process. Its reply: the frames
+        before the last (log lines), and the last one (the end) as its length prefix and
+        its body, apart, so that a value of megabytes is not copied to join them."""
         with self.lock:
-            if self.proc is None or self.proc.poll() is not None:
-                self.start()
-            proc = self.proc
-            try:
-                proc.stdin.write(frame)
-                proc.stdin.flush()
-                # The attempt's log lines (if any), then its end.
-                reply = b""
-                while True:
-                    part = read_frame(proc.stdout)
-                    if part is None:
-                        reply = None
-                        break
-                    reply += part
-                    if part[4] in (ENDED, REFUSED):
-                        break
-            except (BrokenPipeError, OSError):
-                reply = None
-            if reply is None:
-                code = proc.poll()
+            for first in (True, False):
+                if self.proc is None or self.proc.poll() is not None:
+                    self.start()
+                proc = self.proc
+                prefix = b""
+                try:
+                    proc.stdin.write(frame)
+                    proc.stdin.flush()
+                    # The attempt's log lines (if any), then its end.
+                    while True:
+                        parts = read_parts(proc.stdout)
+                        if parts is None or parts[1][0] in (ENDED, REFUSED):
+                            break
+                        prefix += parts[0] + parts[1]
+                except (BrokenPipeError, OSError):
+                    parts = None
+                if parts is not None:
+                    return prefix, parts[0], parts[1]
+                try:
+                    code = proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    code = proc.poll()
                 self.proc = None
-                return refused(
-                    attempt_ticket(frame),
-                    "worker process died (pid %d, exit status %s) while it ran the attempt"
-                    % (proc.pid, code),
+                if first and code == STOPPED_AFTER_TIMEOUT:
+                    # The process was stopping for an earlier attempt that ran past its
+                    # timeout, not for this one: this one goes to a new process.
+                    continue
+                message = "worker process died (pid %d, exit status %s) while it ran the attempt" % (
+                    proc.pid,
+                    code,
                 )
-            return reply
+                last = refused(attempt_ticket(frame), message)
+                return prefix, last[:4], last[4:]
 
 
-def tideflow_attempt(frame, refs, keys, values, topic, ticket, key):
+def tideflow_attempt(frame, refs, keys, values, topic, ticket, key, limits):
     """A Dask task: runs one attempt on this worker's tideflow process.
 
     `values` are the held results the attempt reads (Dask passes the data of the futures
@@ -323,27 +356,35 @@ def tideflow_attempt(frame, refs, keys, values, topic, ticket, key):
     `topic`: `[key, frames, header, size, length]`, where `header` is None when `frames`
     is the whole reply; otherwise `frames` are the log lines and the returned value is
     the task's result, which stays on this worker (`header` is its ended header, `size`
-    and `length` its size and, for a list, length).
+    and `length` its size and, for a list, length). The attempt holds a lease of the
+    semaphore of each limited tag it carries (`limits`) while it runs.
     """
     worker = get_worker()
     plugin = worker.plugins["tideflow"]
     try:
         if refs:
             frame = plugin.resolve(frame, refs, dict(zip(keys, values)))
-        reply = plugin.call(frame)
+        held = plugin.acquire(limits) if limits else ()
+        try:
+            prefix, head, body = plugin.call(frame)
+        finally:
+            for semaphore in held:
+                semaphore.release()
     except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
-        reply = refused(
-            ticket,
-            "the attempt could not be run on Dask worker %s: %s: %s" % (worker.address, type(e).__name__, e),
+        message = "the attempt could not be run on Dask worker %s: %s: %s" % (
+            worker.address,
+            type(e).__name__,
+            e,
         )
-    prefix, last = split_frames(reply)
-    if len(last) > 9 and last[4] == ENDED:
-        (header_len,) = struct.unpack_from("<I", last, 5)
-        value = last[13 + header_len :]
-        if len(last) > 9 + header_len and len(value) > INLINE:
-            worker.log_event(topic, [key, prefix, last[9 : 9 + header_len], len(value), array_len(value)])
+        last = refused(ticket, message)
+        prefix, head, body = b"", last[:4], last[4:]
+    if len(body) > 5 and body[0] == ENDED:
+        (header_len,) = struct.unpack_from("<I", body, 1)
+        if len(body) > 5 + header_len + 4 + INLINE:
+            value = body[9 + header_len :]
+            worker.log_event(topic, [key, prefix, body[5 : 5 + header_len], len(value), array_len(value)])
             return value
-    worker.log_event(topic, [key, reply, None, 0, None])
+    worker.log_event(topic, [key, prefix + head + body, None, 0, None])
     return None
 
 
@@ -585,11 +626,20 @@ def main():
         # Attempts go to Dask in batches: everything the coordinator sent by now.
         while True:
             batch = [submissions.get()]
-            while True:
-                try:
-                    batch.append(submissions.get_nowait())
-                except queue.Empty:
-                    break
+            # While a burst is still arriving (a map expanding), wait for the rest of it:
+            # the scheduler's cost is per message, not per task. A lone attempt (a chain's
+            # next step) goes at once.
+            more = True
+            while more and batch[-1] is not None:
+                more = False
+                while True:
+                    try:
+                        batch.append(submissions.get_nowait())
+                        more = True
+                    except queue.Empty:
+                        break
+                if more:
+                    time.sleep(0.0005)
             last = batch[-1] is None
             send([b for b in batch if b is not None])
             del batch
@@ -612,7 +662,7 @@ def main():
             reply(refused(None, "the bridge was sent a frame of kind %d: the coordinator and the bridge differ" % kind))
             return
         (routing_len,) = struct.unpack_from("<I", frame, 5)
-        ticket, fetch_back, refs = msgpack.unpackb(frame[9 : 9 + routing_len], raw=False)
+        ticket, fetch_back, refs, limits = msgpack.unpackb(frame[9 : 9 + routing_len], raw=False)
         inner = frame[9 + routing_len :]
         key = "%s-%d" % (topic, ticket)
         attempt = Attempt(ticket, key, fetch_back)
@@ -626,7 +676,7 @@ def main():
             inbox.put(("refuse", attempt, "its input data %s is no longer on the Dask cluster" % missing))
             return
         values = [live[k].future for k in keys]
-        submissions.put((attempt, (inner, refs, keys, values, topic, ticket, key)))
+        submissions.put((attempt, (inner, refs, keys, values, topic, ticket, key, limits)))
 
     while True:
         frame = read_frame(stdin)

@@ -64,7 +64,7 @@ impl DaskExecutor {
                 cluster,
                 program: None,
                 python: None,
-                max_concurrency: 256,
+                max_concurrency: 100_000,
                 idle: IDLE,
                 tag_limits: Vec::new(),
             }),
@@ -141,9 +141,12 @@ impl DaskExecutor {
         self.configure(|c| c.max_concurrency = n.max(1))
     }
 
-    /// At most `limit` runs of tasks tagged `tag` (`#[task(tags = ["db"])]`) of one flow
-    /// run are on the cluster at once, mapped children included; the others wait, in
-    /// order, in the flow's scheduler. At least 1; setting a tag again replaces its limit.
+    /// At most `limit` runs of tasks tagged `tag` (`#[task(tags = ["db"])]`) run at once on
+    /// the cluster, mapped children included, whatever flow run or program they belong
+    /// to: each holds a lease of a Dask semaphore named `tideflow-tag-<tag>` while it
+    /// runs (the first program to use a tag sets its limit). Within one flow run the
+    /// others wait, in order, in the flow's scheduler, holding no worker. At least 1;
+    /// setting a tag again replaces its limit.
     pub fn tag_limit(self, tag: impl Into<String>, limit: usize) -> Self {
         let tag = tag.into();
         self.configure(|c| {
@@ -223,6 +226,7 @@ impl flow_runtime::Cluster for DaskExecutor {
             replies: rx,
             mine: Vec::new(),
             max_concurrency: self.config.max_concurrency,
+            tag_limits: self.config.tag_limits.clone(),
         }))
     }
 }
@@ -434,6 +438,8 @@ struct Connection {
     /// The hub tickets of this run's attempts (forgotten when the run ends).
     mine: Vec<u32>,
     max_concurrency: usize,
+    /// The executor's tag limits: held cluster-wide, by every run on the cluster.
+    tag_limits: Vec<(String, usize)>,
 }
 
 impl ClusterConnection for Connection {
@@ -455,6 +461,15 @@ impl ClusterConnection for Connection {
         }
         let mut wire = attempt.clone();
         wire.ticket = ticket;
+        if !self.tag_limits.is_empty() {
+            let tags = flow_runtime::find_task(&wire.task_key).map_or(&[][..], |d| d.options.tags);
+            wire.limits = self
+                .tag_limits
+                .iter()
+                .filter(|(tag, _)| tags.contains(&tag.as_str()))
+                .map(|(tag, limit)| (tag.clone(), u32::try_from(*limit).unwrap_or(u32::MAX)))
+                .collect();
+        }
         let mut input = lock(&self.hub.input);
         let input = input.as_mut().ok_or("the Dask bridge was closed")?;
         let bridge = |e: std::io::Error| format!("the Dask bridge: {e}");

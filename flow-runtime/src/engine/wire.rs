@@ -33,6 +33,10 @@ pub struct WireAttempt {
     /// The coordinator needs the result itself (a task here reads it, it is stored, or
     /// it is the flow's output): a cluster sends it back instead of keeping it.
     pub result_here: bool,
+    /// Cluster-wide limits the attempt holds a slot of while it runs, by tag: a cluster
+    /// fills them in from its own tag limits (`DaskExecutor::tag_limit`).
+    #[serde(default)]
+    pub limits: Vec<(String, u32)>,
 }
 
 /// One input of a [`WireAttempt`].
@@ -176,6 +180,7 @@ impl Attempt {
             },
             timeout: self.timeout,
             result_here: self.result_here,
+            limits: Vec::new(),
         })
     }
 }

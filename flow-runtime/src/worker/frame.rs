@@ -15,8 +15,9 @@
 //! | 8 | recomputed | bridge to coordinator: MessagePack of the ticket of a finished attempt the cluster ran again |
 //! | 9 | release | coordinator to bridge: MessagePack of the keys of held results nothing needs any more |
 //!
-//! The routing of an attempt is `[ticket, result_here, [[input index, piece], ..]]`, one
-//! entry per input the cluster builds, where a piece is `[0, bytes]` (a value),
+//! The routing of an attempt is `[ticket, result_here, [[input index, piece], ..], [[tag,
+//! limit], ..]]`: one entry per input the cluster builds, then the cluster-wide limits
+//! the attempt holds a slot of while it runs; a piece is `[0, bytes]` (a value),
 //! `[1, key, [index, ..]]` (a held result, or an element of a held list) or
 //! `[2, [piece, ..]]` (a list or tuple of pieces, written as a MessagePack array).
 //!
@@ -200,6 +201,9 @@ fn put_u32(out: &mut Vec<u8>, n: usize) -> io::Result<()> {
 /// holds it can send it).
 pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
     let mut body = Vec::new();
+    // What follows the body, written as it is (a returned value of megabytes is not
+    // copied into the frame first).
+    let mut tail: &[u8] = &[];
     match frame {
         Frame::Hello(h) => {
             body.push(HELLO);
@@ -236,7 +240,7 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
                 .filter(|(_, i)| !matches!(i, WireInput::Encoded(_)))
                 .map(|(i, input)| (i as u32, Piece(input)))
                 .collect();
-            let routing = msgpack(&(a.ticket, a.result_here, refs));
+            let routing = msgpack(&(a.ticket, a.result_here, refs, &a.limits));
             put_u32(&mut body, routing.len())?;
             body.extend(routing);
             let mut inner = Vec::new();
@@ -294,14 +298,15 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
             body.extend(header);
             if let Some(bytes) = value {
                 put_u32(&mut body, bytes.len())?;
-                body.extend_from_slice(bytes);
+                tail = bytes;
             }
         }
     }
-    let mut framed = Vec::with_capacity(body.len() + 4);
-    put_u32(&mut framed, body.len())?;
-    framed.extend(body);
-    out.write_all(&framed)?;
+    let mut len = Vec::with_capacity(4);
+    put_u32(&mut len, body.len() + tail.len())?;
+    out.write_all(&len)?;
+    out.write_all(&body)?;
+    out.write_all(tail)?;
     out.flush()
 }
 
@@ -446,8 +451,8 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
         }
         ATTEMPT => Ok(Frame::Attempt(read_attempt(cur)?)),
         ROUTED => {
-            type Routing = (u32, bool, Vec<(u32, PieceIn)>);
-            let (ticket, result_here, refs): Routing = decode(cur.part("routing")?, "routing")?;
+            type Routing = (u32, bool, Vec<(u32, PieceIn)>, Vec<(String, u32)>);
+            let (ticket, result_here, refs, limits): Routing = decode(cur.part("routing")?, "routing")?;
             let inner = cur.part("routed attempt")?;
             cur.end("routed attempt")?;
             let (kind, inner) = inner
@@ -466,6 +471,7 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
             }
             a.ticket = ticket;
             a.result_here = result_here;
+            a.limits = limits;
             Ok(Frame::Routed(a))
         }
         HELD => Ok(Frame::Held(decode(rest, "held")?)),
@@ -515,6 +521,7 @@ fn read_attempt(mut cur: Cursor<'_>) -> Result<WireAttempt, FrameError> {
         context: header.context,
         timeout: header.timeout,
         result_here: true,
+        limits: Vec::new(),
     })
 }
 
@@ -587,6 +594,7 @@ mod tests {
             },
             timeout: None,
             result_here: false,
+            limits: vec![("db".into(), 2)],
         }
     }
 

@@ -54,6 +54,11 @@ use crate::value::Value;
 /// The version of the frames and of their headers.
 pub const PROTOCOL: u16 = 3;
 
+/// The exit status of a worker that stopped because a sync attempt ran past its timeout
+/// (its thread cannot be stopped otherwise); the Dask bridge sends the attempts it had
+/// not answered to a new worker.
+pub const STOPPED_AFTER_TIMEOUT: i32 = 3;
+
 /// The environment variable that starts a program in worker mode (`1`).
 pub const ENV: &str = "TIDEFLOW_WORKER";
 
@@ -245,7 +250,7 @@ pub fn serve(
                                 "tideflow worker (pid {}): a sync attempt ran past its timeout; this worker stops",
                                 std::process::id()
                             );
-                            std::process::exit(3);
+                            std::process::exit(STOPPED_AFTER_TIMEOUT);
                         }
                     },
                     runtime.handle(),
