@@ -265,3 +265,57 @@ async fn a_held_result_lost_with_a_worker_is_computed_again_and_counted() {
     );
     dask.close();
 }
+
+/// The names of the worker plugins of tideflow's on the Dask workers at `address`.
+fn plugins_on_workers(python: &std::path::Path, address: &str) -> Vec<String> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import sys\n\
+             from distributed import Client\n\
+             c = Client(sys.argv[1], timeout='10s')\n\
+             names = c.run(lambda dask_worker: sorted(n for n in dask_worker.plugins if n.startswith('tideflow-')))\n\
+             print('\\n'.join(sorted(set(n for ns in names.values() for n in ns))))\n\
+             c.close()",
+            address,
+        ])
+        .output()
+        .expect("python runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_sharing_a_cluster_each_have_their_worker_processes_until_they_close() {
+    let Some(python) = python() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("a scratch folder");
+    let (address, _scheduler, _workers) = start_cluster(&python, 2, scratch.path());
+    let connect = || {
+        DaskExecutor::connect(&address)
+            .expect("an address")
+            .python(&python)
+    };
+    let (a, b) = (connect(), connect());
+    let (one, two) = tokio::join!(
+        mixed().executor(a.clone()).start(),
+        mixed().executor(b.clone()).start()
+    );
+    assert_eq!(one.output(), Ok(&(4 * 30_000 + 5 * 8)), "{}", one.summary());
+    assert_eq!(two.output(), Ok(&(4 * 30_000 + 5 * 8)), "{}", two.summary());
+    // Each bridge has a worker plugin (and so worker processes) of its own.
+    assert_eq!(plugins_on_workers(&python, &address).len(), 2);
+    a.close();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while plugins_on_workers(&python, &address).len() != 1 {
+        assert!(Instant::now() < deadline, "the closed bridge's plugin stayed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The other coordinator goes on.
+    let three = mixed().executor(b.clone()).run().await;
+    assert_eq!(three.output(), Ok(&(4 * 30_000 + 5 * 8)), "{}", three.summary());
+    b.close();
+}

@@ -352,15 +352,15 @@ def tideflow_attempt(frame, refs, keys, values, topic, ticket, key, limits):
     """A Dask task: runs one attempt on this worker's tideflow process.
 
     `values` are the held results the attempt reads (Dask passes the data of the futures
-    the bridge gave), named by `keys`. The outcome goes to the bridge as an event on
-    `topic`: `[key, frames, header, size, length]`, where `header` is None when `frames`
+    the bridge gave), named by `keys`. The bridge's worker plugin is registered under
+    `topic`, and the outcome goes to the bridge as an event on `topic`: `[key, frames, header, size, length]`, where `header` is None when `frames`
     is the whole reply; otherwise `frames` are the log lines and the returned value is
     the task's result, which stays on this worker (`header` is its ended header, `size`
     and `length` its size and, for a list, length). The attempt holds a lease of the
     semaphore of each limited tag it carries (`limits`) while it runs.
     """
     worker = get_worker()
-    plugin = worker.plugins["tideflow"]
+    plugin = worker.plugins[topic]
     try:
         if refs:
             frame = plugin.resolve(frame, refs, dict(zip(keys, values)))
@@ -442,7 +442,9 @@ def main():
         if opts.upload:
             client.upload_file(opts.program, load=False)
         plugin = TideflowWorker(opts.program, opts.worker_args, opts.upload, bytes.fromhex(opts.hello))
-        client.register_plugin(plugin, name="tideflow")
+        # Under this bridge's own name: coordinators of other programs (other builds) may
+        # share the cluster, each with worker processes of its own program.
+        client.register_plugin(plugin, name=topic)
         client.subscribe_topic(topic, lambda event: inbox.put(("event", event[1])))
         workers = len(client.scheduler_info().get("workers", {}))
         address = client.scheduler.address
@@ -694,6 +696,11 @@ def main():
     handler.join()
     stopping.set()
     fetcher.shutdown(wait=False)
+    try:
+        # The workers stop this bridge's worker processes (a shared cluster outlives it).
+        client.unregister_worker_plugin(topic)
+    except Exception:  # noqa: BLE001 - a cluster going away must not fail the close
+        pass
     client.close()
     if cluster is not None:
         cluster.close()

@@ -136,7 +136,9 @@ impl DaskExecutor {
         self.configure(|c| c.python = Some(python))
     }
 
-    /// At most this many task runs of one flow run on the cluster at once (256 by default).
+    /// At most this many task runs of one flow run on the cluster at once (100,000 by
+    /// default: Dask queues what its workers cannot run yet, and a map handed to it in
+    /// one message costs the scheduler far less than in many).
     pub fn max_concurrency(self, n: usize) -> Self {
         self.configure(|c| c.max_concurrency = n.max(1))
     }
