@@ -17,21 +17,6 @@ fn tideflow_worker() {
     tideflow::worker::serve_if_worker();
 }
 
-/// Whether task bodies run in this process, where [`Calls`] counts them: with the local
-/// executor (on Dask they run in worker processes, which count for themselves).
-fn local() -> bool {
-    matches!(common::executor(), tideflow::Executor::Local(_))
-}
-
-/// Checks the calls counted in this process, where they are counted (see [`local`]); the
-/// run record's attempts are checked on every executor.
-#[track_caller]
-fn assert_calls<T: PartialEq + std::fmt::Debug>(counted: T, want: T) {
-    if local() {
-        assert_eq!(counted, want, "task bodies run, as counted in this process");
-    }
-}
-
 /// The attempts of each of `tasks`, from the run record.
 fn attempts<O: Send + Sync + 'static>(run: &FlowRun<O>, tasks: &[&str]) -> Vec<u32> {
     tasks.iter().map(|t| run.task(t).attempts()).collect()
@@ -109,7 +94,7 @@ async fn the_taken_branch_runs_and_every_task_of_the_other_is_skipped() {
     assert_eq!(skipped_because(&run, "q"), "upstream `else flag` was skipped");
     assert_eq!(run.task("q").attempts(), 0);
     assert_eq!(attempts(&run, &["a", "b", "q"]), [1, 1, 0]);
-    assert_calls(
+    common::assert_calls(
         (LOUD_CALLS.take(), ECHO_CALLS.take(), QUIET_CALLS.take()),
         (1, 1, 0),
     );
@@ -128,7 +113,7 @@ async fn the_taken_branch_runs_and_every_task_of_the_other_is_skipped() {
     assert!(run.task("else flag").state().is_success());
     assert_eq!(run.task("q").result::<u64>(), Some(&4));
     assert_eq!(attempts(&run, &["a", "b", "q"]), [0, 0, 1]);
-    assert_calls(
+    common::assert_calls(
         (LOUD_CALLS.take(), ECHO_CALLS.take(), QUIET_CALLS.take()),
         (0, 0, 1),
     );
@@ -174,7 +159,7 @@ async fn the_merge_gives_the_value_of_the_branch_that_ran() {
     assert!(run.task("double").state().is_success());
     assert_eq!(skipped_because(&run, "negate"), "upstream `else up` was skipped");
     assert_eq!(attempts(&run, &["double", "negate", "report"]), [1, 0, 1]);
-    assert_calls(
+    common::assert_calls(
         (DOUBLE_CALLS.take(), NEGATE_CALLS.take(), REPORT_CALLS.take()),
         (1, 0, 1),
     );
@@ -190,7 +175,7 @@ async fn the_merge_gives_the_value_of_the_branch_that_ran() {
     assert_eq!(skipped_because(&run, "double"), "upstream `if up` was skipped");
     assert!(run.task("negate").state().is_success());
     assert_eq!(attempts(&run, &["double", "negate", "report"]), [0, 1, 1]);
-    assert_calls(
+    common::assert_calls(
         (DOUBLE_CALLS.take(), NEGATE_CALLS.take(), REPORT_CALLS.take()),
         (0, 1, 1),
     );
@@ -246,7 +231,7 @@ async fn a_task_s_bool_result_decides_the_branch_and_the_final_if_is_the_output(
     );
     assert!(run.task("merge is_big(n)").state().is_success());
     assert_eq!(attempts(&run, &["is_big", "shrink", "grow"]), [1, 1, 0]);
-    assert_calls(
+    common::assert_calls(
         (BIG_CALLS.take(), SHRINK_CALLS.take(), GROW_CALLS.take()),
         (1, 1, 0),
     );
@@ -263,7 +248,7 @@ async fn a_task_s_bool_result_decides_the_branch_and_the_final_if_is_the_output(
         "upstream `if is_big(n)` was skipped"
     );
     assert_eq!(attempts(&run, &["is_big", "shrink", "grow"]), [1, 0, 1]);
-    assert_calls(
+    common::assert_calls(
         (BIG_CALLS.take(), SHRINK_CALLS.take(), GROW_CALLS.take()),
         (1, 0, 1),
     );
@@ -317,7 +302,7 @@ async fn a_failed_task_in_the_branch_that_ran_fails_the_merge_and_the_flow() {
     );
     assert!(run.task("after_fail").state().is_trigger_failed());
     assert_eq!(attempts(&run, &["flaky", "steady", "after_fail"]), [1, 0, 0]);
-    assert_calls(AFTER_FAIL_CALLS.take(), 0);
+    common::assert_calls(AFTER_FAIL_CALLS.take(), 0);
     assert!(run.output().is_err());
 
     let run = failing_branch()
@@ -328,7 +313,7 @@ async fn a_failed_task_in_the_branch_that_ran_fails_the_merge_and_the_flow() {
         .await;
     assert_eq!(run.output(), Ok(&3), "{}", run.summary());
     assert_eq!(attempts(&run, &["flaky", "steady", "after_fail"]), [0, 1, 1]);
-    assert_calls(AFTER_FAIL_CALLS.take(), 1);
+    common::assert_calls(AFTER_FAIL_CALLS.take(), 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -383,7 +368,7 @@ async fn a_skipped_condition_skips_both_branches_the_merge_and_what_follows() {
     );
     assert_eq!(skipped_because(&run, "downstream"), "upstream `y` was skipped");
     assert_eq!(attempts(&run, &["either", "either-2", "downstream"]), [0, 0, 0]);
-    assert_calls((EITHER_CALLS.take(), DOWNSTREAM_CALLS.take()), (0, 0));
+    common::assert_calls((EITHER_CALLS.take(), DOWNSTREAM_CALLS.take()), (0, 0));
     assert!(run.output().is_err());
 
     let run = undecided()
@@ -396,7 +381,7 @@ async fn a_skipped_condition_skips_both_branches_the_merge_and_what_follows() {
     assert!(run.task("either").state().is_success());
     assert!(run.task("either-2").state().is_skipped());
     assert_eq!(attempts(&run, &["either", "either-2", "downstream"]), [1, 0, 1]);
-    assert_calls((EITHER_CALLS.take(), DOWNSTREAM_CALLS.take()), (1, 1));
+    common::assert_calls((EITHER_CALLS.take(), DOWNSTREAM_CALLS.take()), (1, 1));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -532,7 +517,7 @@ async fn a_branch_with_a_map_runs_or_skips_the_whole_map() {
     let sq: Vec<u32> = run.task("sq").children().iter().map(|c| c.attempts()).collect();
     assert_eq!(sq, [1, 1, 1]);
     assert_eq!(attempts(&run, &["xs", "total", "count"]), [1, 1, 0]);
-    assert_calls(SQUARE_CALLS.take(), 3);
+    common::assert_calls(SQUARE_CALLS.take(), 3);
 
     let run = squares_or_count()
         .with_param("squares", false)
@@ -545,7 +530,7 @@ async fn a_branch_with_a_map_runs_or_skips_the_whole_map() {
     assert!(run.task("sq").children().is_empty());
     assert_eq!(skipped_because(&run, "total"), "upstream `sq` was skipped");
     assert_eq!(attempts(&run, &["xs", "sq", "total", "count"]), [1, 0, 0, 1]);
-    assert_calls(SQUARE_CALLS.take(), 0);
+    common::assert_calls(SQUARE_CALLS.take(), 0);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -585,7 +570,7 @@ async fn an_if_without_else_runs_its_branch_or_skips_it() {
     assert!(run.task("notify").state().is_success());
     assert!(run.task("inner").state().is_success());
     assert_eq!(attempts(&run, &["notify", "inner"]), [1, 1]);
-    assert_calls((NOTIFY_CALLS.take(), INNER_CALLS.take()), (1, 1));
+    common::assert_calls((NOTIFY_CALLS.take(), INNER_CALLS.take()), (1, 1));
 
     let run = maybe_notify()
         .with_param("quiet", true)
@@ -606,7 +591,7 @@ async fn an_if_without_else_runs_its_branch_or_skips_it() {
     );
     assert_eq!(skipped_because(&run, "inner"), "upstream `if deep` was skipped");
     assert_eq!(attempts(&run, &["notify", "inner"]), [0, 0]);
-    assert_calls((NOTIFY_CALLS.take(), INNER_CALLS.take()), (0, 0));
+    common::assert_calls((NOTIFY_CALLS.take(), INNER_CALLS.take()), (0, 0));
 
     let run = maybe_notify()
         .with_param("deep", false)
@@ -617,7 +602,7 @@ async fn an_if_without_else_runs_its_branch_or_skips_it() {
     assert!(run.task("notify").state().is_success());
     assert_eq!(skipped_because(&run, "inner"), "upstream `if deep` was skipped");
     assert_eq!(attempts(&run, &["notify", "inner"]), [1, 0]);
-    assert_calls((NOTIFY_CALLS.take(), INNER_CALLS.take()), (1, 0));
+    common::assert_calls((NOTIFY_CALLS.take(), INNER_CALLS.take()), (1, 0));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -837,7 +822,7 @@ async fn a_task_of_the_branch_not_taken_is_skipped_whatever_its_trigger() {
     assert_eq!(skipped_because(&run, "if flag"), "condition `flag` was false");
     assert_eq!(skipped_because(&run, "cleanup"), "upstream `if flag` was skipped");
     assert_eq!(run.task("cleanup").attempts(), 0);
-    assert_calls(ALWAYS_CALLS.take(), 0);
+    common::assert_calls(ALWAYS_CALLS.take(), 0);
 
     let run = tidy()
         .with_param("flag", true)
@@ -847,5 +832,5 @@ async fn a_task_of_the_branch_not_taken_is_skipped_whatever_its_trigger() {
         .await;
     assert_eq!(run.task("cleanup").state(), &State::Success);
     assert_eq!(run.task("cleanup").attempts(), 1);
-    assert_calls(ALWAYS_CALLS.take(), 1);
+    common::assert_calls(ALWAYS_CALLS.take(), 1);
 }

@@ -392,7 +392,7 @@ async fn an_idle_cluster_stops_after_its_idle_timeout() {
 
 // ---- faults, on a cluster the test starts with Dask's own commands ----
 
-use common::start_cluster;
+use common::TestCluster;
 use std::time::{Duration, Instant};
 
 use tideflow::event::{Delivery, Received};
@@ -499,35 +499,19 @@ async fn a_tag_limit_holds_across_the_runs_on_a_cluster() {
     dask.close();
 }
 
-/// Waits until `k` children of the run have succeeded.
-async fn children_done(events: &mut tideflow::event::Subscription, k: usize) {
-    let mut done = 0;
-    while done < k {
-        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
-            Ok(Some(Received::Event(e))) if e.map_index.is_some() && e.new.is_success() => done += 1,
-            Ok(Some(_)) => {}
-            other => panic!("the run stopped early: {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dask_worker_killed_mid_map_loses_no_result() {
     let Some(python) = python() else {
         return;
     };
-    let scratch = tempfile::tempdir().expect("a scratch folder");
-    let (address, _scheduler, mut workers) = start_cluster(&python, 2, scratch.path());
-    let dask = DaskExecutor::connect(&address)
-        .expect("an address")
-        .python(&python);
+    let mut cluster = TestCluster::start(&python, 2);
+    let dask = cluster.executor();
     let mut flow = slow_map().executor(dask.clone());
     let mut events = flow.subscribe(Delivery::lossy(100_000));
     let handle = flow.start();
-    children_done(&mut events, 30).await;
+    common::children_succeeded(&mut events, None, 30).await;
     // SIGKILL one of the two Dask workers, mid-map.
-    let victim = workers.remove(0);
-    drop(victim);
+    drop(cluster.workers.remove(0));
     let run = tokio::time::timeout(Duration::from_secs(120), handle)
         .await
         .expect("the run ends");
@@ -543,16 +527,14 @@ async fn a_scheduler_that_goes_away_fails_the_run_within_seconds() {
     let Some(python) = python() else {
         return;
     };
-    let scratch = tempfile::tempdir().expect("a scratch folder");
-    let (address, scheduler, _workers) = start_cluster(&python, 1, scratch.path());
-    let dask = DaskExecutor::connect(&address)
-        .expect("an address")
-        .python(&python);
+    let cluster = TestCluster::start(&python, 1);
+    let address = cluster.address.clone();
+    let dask = cluster.executor();
     let mut flow = slow_map().executor(dask.clone());
     let mut events = flow.subscribe(Delivery::lossy(100_000));
     let handle = flow.start();
-    children_done(&mut events, 5).await;
-    drop(scheduler);
+    common::children_succeeded(&mut events, None, 5).await;
+    drop(cluster.scheduler);
     let killed = Instant::now();
     let run = tokio::time::timeout(Duration::from_secs(60), handle)
         .await

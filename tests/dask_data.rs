@@ -10,9 +10,9 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{python, start_cluster};
+use common::{python, TestCluster};
 use tideflow::dask::DaskExecutor;
-use tideflow::event::{Delivery, Received};
+use tideflow::event::Delivery;
 use tideflow::prelude::*;
 use tideflow::worker;
 
@@ -150,11 +150,9 @@ async fn large_results_stay_on_the_cluster_and_are_released_once_read() {
     let Some(python) = python() else {
         return;
     };
-    let scratch = tempfile::tempdir().expect("a scratch folder");
-    let (address, _scheduler, _workers) = start_cluster(&python, 2, scratch.path());
-    let dask = DaskExecutor::connect(&address)
-        .expect("an address")
-        .python(&python);
+    let cluster = TestCluster::start(&python, 2);
+    let address = &cluster.address;
+    let dask = cluster.executor();
     let run = stays().executor(dask.clone()).run().await;
 
     let sums: u64 = (0..24u64).map(|i| (i % 251) * CHUNK as u64).sum();
@@ -174,7 +172,7 @@ async fn large_results_stay_on_the_cluster_and_are_released_once_read() {
     // (the releases go out within a second).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (held, which) = tasks_on_scheduler(&python, &address);
+        let (held, which) = tasks_on_scheduler(&python, address);
         if held == 0 {
             break;
         }
@@ -217,30 +215,16 @@ async fn a_held_result_lost_with_a_worker_is_computed_again_and_counted() {
     let Some(python) = python() else {
         return;
     };
-    let scratch = tempfile::tempdir().expect("a scratch folder");
-    let (address, _scheduler, mut workers) = start_cluster(&python, 2, scratch.path());
-    let dask = DaskExecutor::connect(&address)
-        .expect("an address")
-        .python(&python);
+    let mut cluster = TestCluster::start(&python, 2);
+    let dask = cluster.executor();
     let mut flow = held_map().executor(dask.clone());
     let mut events = flow.subscribe(Delivery::lossy(100_000));
     let handle = flow.start();
     // Every chunk is made quickly and held; the slow checksums read them one by one.
-    let mut sums = 0;
-    while sums < 30 {
-        match tokio::time::timeout(Duration::from_secs(60), events.recv()).await {
-            Ok(Some(Received::Event(e)))
-                if e.task.as_deref() == Some("sums") && e.map_index.is_some() && e.new.is_success() =>
-            {
-                sums += 1
-            }
-            Ok(Some(_)) => {}
-            other => panic!("the run stopped early: {other:?}"),
-        }
-    }
+    common::children_succeeded(&mut events, Some("sums"), 30).await;
     // SIGKILL one of the two Dask workers: the chunks it held and that no checksum has
     // read yet are lost.
-    drop(workers.remove(0));
+    drop(cluster.workers.remove(0));
     let run = tokio::time::timeout(Duration::from_secs(120), handle)
         .await
         .expect("the run ends");
@@ -292,14 +276,9 @@ async fn coordinators_sharing_a_cluster_each_have_their_worker_processes_until_t
     let Some(python) = python() else {
         return;
     };
-    let scratch = tempfile::tempdir().expect("a scratch folder");
-    let (address, _scheduler, _workers) = start_cluster(&python, 2, scratch.path());
-    let connect = || {
-        DaskExecutor::connect(&address)
-            .expect("an address")
-            .python(&python)
-    };
-    let (a, b) = (connect(), connect());
+    let cluster = TestCluster::start(&python, 2);
+    let address = &cluster.address;
+    let (a, b) = (cluster.executor(), cluster.executor());
     let (one, two) = tokio::join!(
         mixed().executor(a.clone()).start(),
         mixed().executor(b.clone()).start()
@@ -307,10 +286,10 @@ async fn coordinators_sharing_a_cluster_each_have_their_worker_processes_until_t
     assert_eq!(one.output(), Ok(&(4 * 30_000 + 5 * 8)), "{}", one.summary());
     assert_eq!(two.output(), Ok(&(4 * 30_000 + 5 * 8)), "{}", two.summary());
     // Each bridge has a worker plugin (and so worker processes) of its own.
-    assert_eq!(plugins_on_workers(&python, &address).len(), 2);
+    assert_eq!(plugins_on_workers(&python, address).len(), 2);
     a.close();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while plugins_on_workers(&python, &address).len() != 1 {
+    while plugins_on_workers(&python, address).len() != 1 {
         assert!(Instant::now() < deadline, "the closed bridge's plugin stayed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

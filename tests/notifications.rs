@@ -28,12 +28,6 @@ fn tideflow_worker() {
     tideflow::worker::serve_if_worker();
 }
 
-/// Whether task bodies run in this process, where `FLAKY_CALLS` counts them: with the
-/// local executor (on Dask they run in worker processes, which count for themselves).
-fn local() -> bool {
-    matches!(common::executor(), tideflow::Executor::Local(_))
-}
-
 #[task]
 async fn source() -> u32 {
     20
@@ -163,7 +157,7 @@ async fn a_retried_task_goes_failed_retrying_running_success() {
         .await;
     assert_eq!(run.output(), Ok(&22));
     assert_eq!(run.task("flaky").attempts(), 2);
-    if local() {
+    if common::bodies_run_here() {
         assert_eq!(FLAKY_CALLS.load(Ordering::SeqCst), 2);
     }
     assert_eq!(

@@ -21,21 +21,6 @@ fn tideflow_worker() {
     tideflow::worker::serve_if_worker();
 }
 
-/// Whether task bodies run in this process, where the `*_CALLS` counters count them: with
-/// the local executor (on Dask they run in worker processes, which count for themselves).
-fn local() -> bool {
-    matches!(common::executor(), tideflow::Executor::Local(_))
-}
-
-/// Checks a count of task bodies run, where this process counts them (see [`local`]);
-/// the run record's attempts are checked on every executor.
-#[track_caller]
-fn assert_calls<T: PartialEq + std::fmt::Debug>(counted: T, want: T) {
-    if local() {
-        assert_eq!(counted, want, "task bodies run, as counted in this process");
-    }
-}
-
 /// The attempts of each child of a mapped task.
 fn child_attempts(task: &TaskRun) -> Vec<u32> {
     task.children().iter().map(|c| c.attempts()).collect()
@@ -124,7 +109,7 @@ async fn a_cache_hit_ends_cached_without_running_the_body_until_it_expires() {
     assert_eq!(first.task("cached_square").state(), &State::Success);
     assert_eq!(first.task("cached_square").attempts(), 1);
     assert_eq!(first.output(), Ok(&9));
-    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 1);
+    common::assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 1);
 
     let second = flow.run().await;
     assert_eq!(second.task("cached_square").state(), &State::Cached);
@@ -135,21 +120,21 @@ async fn a_cache_hit_ends_cached_without_running_the_body_until_it_expires() {
     );
     assert_eq!(second.output(), Ok(&9));
     assert!(second.state().is_success());
-    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 1);
+    common::assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 1);
 
     // Other inputs are another key.
     let other = flow.clone().with_param("x", 4).expect("x").run().await;
     assert_eq!(other.task("cached_square").state(), &State::Success);
     assert_eq!(other.task("cached_square").attempts(), 1);
     assert_eq!(other.output(), Ok(&16));
-    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 2);
+    common::assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 2);
 
     // Still valid just before the hour is up...
     tokio::time::advance(Duration::from_secs(59 * 60)).await;
     let third = flow.run().await;
     assert_eq!(third.task("cached_square").state(), &State::Cached);
     assert_eq!(third.task("cached_square").attempts(), 0);
-    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 2);
+    common::assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 2);
 
     // ...expired after it: the body runs and caches anew.
     tokio::time::advance(Duration::from_secs(2 * 60)).await;
@@ -157,11 +142,11 @@ async fn a_cache_hit_ends_cached_without_running_the_body_until_it_expires() {
     assert_eq!(fourth.task("cached_square").state(), &State::Success);
     assert_eq!(fourth.task("cached_square").attempts(), 1);
     assert_eq!(fourth.output(), Ok(&9));
-    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 3);
+    common::assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 3);
     let fifth = flow.run().await;
     assert_eq!(fifth.task("cached_square").state(), &State::Cached);
     assert_eq!(fifth.task("cached_square").attempts(), 0);
-    assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 3);
+    common::assert_calls(SQUARE_CALLS.load(Ordering::SeqCst), 3);
     assert!(fifth.warnings().is_empty(), "{:?}", fifth.warnings());
 }
 
@@ -201,7 +186,7 @@ async fn tasks_sharing_a_cache_key_share_results_for_equal_inputs() {
         (run.task("a").attempts(), run.task("length_b").attempts()),
         (1, 0)
     );
-    assert_calls(SHARED_CALLS.load(Ordering::SeqCst), 1);
+    common::assert_calls(SHARED_CALLS.load(Ordering::SeqCst), 1);
 }
 
 static MAPPED_CALLS: AtomicU32 = AtomicU32::new(0);
@@ -231,7 +216,7 @@ async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
     let run = flow.run().await;
     assert_eq!(run.output(), Ok(&12));
     assert_eq!(child_attempts(run.task("ds")), [1, 1, 1]);
-    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 3);
+    common::assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 3);
 
     // 2 and 3 are cached; 4 is new.
     let run = flow
@@ -244,7 +229,7 @@ async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
     assert_eq!(states, [&State::Cached, &State::Cached, &State::Success]);
     assert_eq!(child_attempts(run.task("ds")), [0, 0, 1]);
     assert_eq!(run.output(), Ok(&18));
-    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 4);
+    common::assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 4);
 
     // Damage every cache entry: each is reported by name, and each child runs again.
     let cache = dir.path().join("cache");
@@ -258,7 +243,7 @@ async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
     let states: Vec<&State> = run.task("ds").children().iter().map(|c| c.state()).collect();
     assert_eq!(states, [&State::Success, &State::Success, &State::Success]);
     assert_eq!(child_attempts(run.task("ds")), [1, 1, 1]);
-    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 7);
+    common::assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 7);
     let warnings = run.warnings();
     assert_eq!(warnings.len(), 3, "{warnings:?}");
     for (i, w) in warnings.iter().enumerate() {
@@ -277,7 +262,7 @@ async fn mapped_children_are_cached_one_by_one_and_corrupt_entries_are_rerun() {
         .all(|c| c.state() == &State::Cached));
     assert_eq!(child_attempts(run.task("ds")), [0, 0, 0]);
     assert!(run.warnings().is_empty(), "{:?}", run.warnings());
-    assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 7);
+    common::assert_calls(MAPPED_CALLS.load(Ordering::SeqCst), 7);
 }
 
 /// A run in another process: the cache is on disk, so it is shared across processes.
@@ -343,7 +328,7 @@ async fn cache_child_process() {
     assert_eq!(run.task("cached_in_child").state().name(), expect);
     let calls = if expect == "Cached" { 0 } else { 1 };
     assert_eq!(run.task("cached_in_child").attempts(), calls);
-    assert_calls(CHILD_CALLS.load(Ordering::SeqCst), calls);
+    common::assert_calls(CHILD_CALLS.load(Ordering::SeqCst), calls);
 }
 
 // ---- persistence and restart ----
@@ -403,7 +388,7 @@ async fn a_restarted_run_reruns_only_what_did_not_succeed() {
         (first.task("rows").attempts(), first.task("total").attempts()),
         (1, 0)
     );
-    assert_calls(
+    common::assert_calls(
         (
             LOAD_CALLS.load(Ordering::SeqCst),
             CLEAN_CALLS.load(Ordering::SeqCst),
@@ -449,7 +434,7 @@ async fn a_restarted_run_reruns_only_what_did_not_succeed() {
         (0, vec![0, 1, 0, 1, 0], 1),
         "only the two failed children and the task after them ran"
     );
-    assert_calls(
+    common::assert_calls(
         (
             LOAD_CALLS.load(Ordering::SeqCst),
             CLEAN_CALLS.load(Ordering::SeqCst),
@@ -477,7 +462,7 @@ async fn a_restarted_run_reruns_only_what_did_not_succeed() {
         ),
         (0, vec![0; 5], 1)
     );
-    assert_calls(
+    common::assert_calls(
         (
             LOAD_CALLS.load(Ordering::SeqCst),
             CLEAN_CALLS.load(Ordering::SeqCst),
@@ -546,7 +531,7 @@ async fn the_flow_wide_switch_persists_every_task_but_those_that_opt_out() {
         ),
         (1, vec![1, 1, 1], 1, 1)
     );
-    assert_calls(WIDE_CALLS.load(Ordering::SeqCst), 1 + 300 + 10_000);
+    common::assert_calls(WIDE_CALLS.load(Ordering::SeqCst), 1 + 300 + 10_000);
     let run_dir = format!("runs/{}", first.id());
     assert_eq!(
         files(dir.path()),
@@ -579,7 +564,7 @@ async fn the_flow_wide_switch_persists_every_task_but_those_that_opt_out() {
         (0, vec![0, 0, 0], 1, 1),
         "only the opted-out task and the failed one ran again"
     );
-    assert_calls(WIDE_CALLS.load(Ordering::SeqCst), 1 + 300 + 2 * 10_000);
+    common::assert_calls(WIDE_CALLS.load(Ordering::SeqCst), 1 + 300 + 2 * 10_000);
 }
 
 static CORRUPT_CALLS: AtomicU32 = AtomicU32::new(0);
@@ -612,7 +597,7 @@ async fn a_corrupt_stored_result_is_reported_by_name_and_rerun() {
     let first = flow.run().await;
     assert!(first.state().is_failed());
     assert_eq!(child_attempts(first.task("ps")), [1, 1, 1]);
-    assert_calls(CORRUPT_CALLS.load(Ordering::SeqCst), 3);
+    common::assert_calls(CORRUPT_CALLS.load(Ordering::SeqCst), 3);
     let damaged: PathBuf = dir.path().join(format!("runs/{}/ps/1.json", first.id()));
     std::fs::write(&damaged, b"{\"truncated\":").expect("damaged");
 
@@ -631,7 +616,7 @@ async fn a_corrupt_stored_result_is_reported_by_name_and_rerun() {
         [0, 1, 0],
         "only the damaged one ran again"
     );
-    assert_calls(CORRUPT_CALLS.load(Ordering::SeqCst), 4);
+    common::assert_calls(CORRUPT_CALLS.load(Ordering::SeqCst), 4);
     let warnings = again.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
@@ -745,7 +730,7 @@ async fn state_handlers_see_pending_to_cached() {
     let run = flow.run().await;
     assert_eq!(run.output().map(String::as_str), Ok("hello ada"));
     assert_eq!(run.task("cached_hello").attempts(), 0);
-    assert_calls(NOTIFIED_CALLS.load(Ordering::SeqCst), 1);
+    common::assert_calls(NOTIFIED_CALLS.load(Ordering::SeqCst), 1);
     assert_eq!(
         *seen.lock().expect("log"),
         ["Pending -> Running", "Running -> Success", "Pending -> Cached"]
@@ -805,5 +790,5 @@ async fn an_async_task_persists_and_caches_its_result() {
     assert_eq!(second.task("fetch_page").state(), &State::Cached);
     assert_eq!(second.task("fetch_page").attempts(), 0);
     assert_eq!(second.output().map(String::as_str), Ok("<html>a.example</html>"));
-    assert_calls(ASYNC_FETCHES.load(Ordering::SeqCst), 1);
+    common::assert_calls(ASYNC_FETCHES.load(Ordering::SeqCst), 1);
 }

@@ -49,6 +49,44 @@ pub fn executor() -> tideflow::Executor {
     }
 }
 
+/// Whether task bodies run in this process (the local executor), where a test's in-process
+/// counters count them; on Dask they run in worker processes, which count for themselves.
+#[allow(dead_code)]
+pub fn bodies_run_here() -> bool {
+    matches!(executor(), tideflow::Executor::Local(_))
+}
+
+/// Checks a count of task bodies run, where this process counts them (see
+/// [`bodies_run_here`]); tests check the run record's attempts on every executor.
+#[allow(dead_code)]
+#[track_caller]
+pub fn assert_calls<T: PartialEq + std::fmt::Debug>(counted: T, want: T) {
+    if bodies_run_here() {
+        assert_eq!(counted, want, "task bodies run, as counted in this process");
+    }
+}
+
+/// Waits (60 s at most per event) until `k` mapped children of `task` (any task, for
+/// `None`) have succeeded, from a run's events.
+#[allow(dead_code)]
+pub async fn children_succeeded(events: &mut tideflow::event::Subscription, task: Option<&str>, k: usize) {
+    use tideflow::event::Received;
+    let mut done = 0;
+    while done < k {
+        match tokio::time::timeout(std::time::Duration::from_secs(60), events.recv()).await {
+            Ok(Some(Received::Event(e)))
+                if e.map_index.is_some()
+                    && e.new.is_success()
+                    && task.is_none_or(|t| e.task.as_deref() == Some(t)) =>
+            {
+                done += 1
+            }
+            Ok(Some(_)) => {}
+            other => panic!("the run stopped early: {other:?}"),
+        }
+    }
+}
+
 /// A writer that keeps what is written, for a `tracing_subscriber::fmt` subscriber whose
 /// output a test reads.
 #[allow(dead_code)] // Not every test binary that shares this module uses it.
@@ -105,6 +143,43 @@ impl Proc {
         rx.recv_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("`{module}` did not say `{ready}` within 30 s"));
         Proc(child)
+    }
+}
+
+/// A Dask cluster started with Dask's own commands (see [`start_cluster`]), and its
+/// scratch folder; every process is killed when it is dropped.
+#[allow(dead_code)]
+pub struct TestCluster {
+    /// The scheduler's address.
+    pub address: String,
+    /// The scheduler.
+    pub scheduler: Proc,
+    /// The workers.
+    pub workers: Vec<Proc>,
+    python: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+#[allow(dead_code)]
+impl TestCluster {
+    /// A scheduler and `workers` workers, run by `python`.
+    pub fn start(python: &Path, workers: usize) -> Self {
+        let scratch = tempfile::tempdir().expect("a scratch folder");
+        let (address, scheduler, workers) = start_cluster(python, workers, scratch.path());
+        TestCluster {
+            address,
+            scheduler,
+            workers,
+            python: python.to_owned(),
+            _scratch: scratch,
+        }
+    }
+
+    /// An executor connected to it (each call: another bridge, as another program's).
+    pub fn executor(&self) -> tideflow::dask::DaskExecutor {
+        tideflow::dask::DaskExecutor::connect(&self.address)
+            .expect("an address")
+            .python(&self.python)
     }
 }
 
