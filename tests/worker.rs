@@ -107,6 +107,12 @@ fn meet(x: u64) -> Result<u64, TaskError> {
     Ok(x)
 }
 
+/// The name of the thread it runs on.
+#[task]
+fn thread_name(_x: u64) -> String {
+    std::thread::current().name().unwrap_or_default().to_owned()
+}
+
 fn attempt<Tk: Task>(ticket: u32, x: u64) -> WireAttempt {
     attempt_of(ticket, Tk::DEF.key, x)
 }
@@ -180,6 +186,30 @@ fn a_worker_entered_from_async_code_serves_too() {
     .expect("starts as a worker");
     w.send(&attempt::<double>(1, 4)).expect("sent");
     assert_eq!(returned(w.recv().expect("a reply")), (1, 8));
+    assert!(w.close().expect("it exits").success());
+}
+
+#[test]
+fn a_sync_task_known_to_be_short_runs_on_the_thread_that_reads_the_frames() {
+    let mut w = spawn();
+    let names: Vec<String> = (1..=4)
+        .map(|t| {
+            w.send(&attempt::<thread_name>(t, 0)).expect("sent");
+            let name = match w.recv().expect("a reply") {
+                Reply::Ended(_, WireEnd::Returned(bytes)) => {
+                    rmp_serde::from_slice::<String>(&bytes).expect("a string")
+                }
+                other => panic!("not returned: {other:?}"),
+            };
+            // The run before this one has ended on its thread too.
+            std::thread::sleep(Duration::from_millis(20));
+            name
+        })
+        .collect();
+    // The first two runs go to the runtime's threads; then the task is known to be short
+    // and runs where the frames are read.
+    assert_eq!(names[..2], ["tideflow-worker", "tideflow-worker"], "{names:?}");
+    assert!(names[2..].iter().all(|n| n != "tideflow-worker"), "{names:?}");
     assert!(w.close().expect("it exits").success());
 }
 

@@ -24,7 +24,9 @@
 //!
 //! The worker reads attempts from its standard input and answers on its standard output
 //! (see [`frame`] for the frames); what the program itself prints goes to standard error.
-//! Several attempts run at once: sync bodies on threads, async ones on a tokio runtime.
+//! Several attempts run at once: sync bodies on threads, async ones on a tokio runtime;
+//! while no other attempt runs, a sync task whose last two runs took at most 1 ms runs on
+//! the thread that reads the frames (a thread hand-over costs more than such a body).
 //! Both sides say who they are first ([`frame::Hello`]: protocol version, build id, pid),
 //! and a worker refuses a coordinator of another protocol or build, naming both.
 //!
@@ -37,9 +39,10 @@ pub mod frame;
 mod logs;
 mod process;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use tracing::Span;
 
@@ -48,7 +51,7 @@ pub use self::process::{Reply, WorkerError, WorkerProcess};
 use crate::context::TaskContext;
 use crate::engine::backend::{Attempt, AttemptEnd, Runner};
 use crate::engine::wire::{WireAttempt, WireEnd, WireInput};
-use crate::task::TaskBody;
+use crate::task::{SyncBody, TaskBody, TaskDef};
 use crate::value::Value;
 
 /// The version of the frames and of their headers.
@@ -220,14 +223,40 @@ pub fn serve(
         .thread_name("tideflow-worker")
         .build()?;
     let mut running = tokio::task::JoinSet::new();
+    let short = Arc::new(ShortTasks::default());
     let result = loop {
         match frame::read(&mut input) {
             Ok(Frame::Attempt(a)) => {
+                while running.try_join_next().is_some() {}
+                if running.is_empty() && a.timeout.is_none() {
+                    if let Some(def) = crate::find_task(&a.task_key).filter(|d| short.is_short(d)) {
+                        if let TaskBody::Sync(body) = def.body {
+                            let ticket = a.ticket;
+                            let _context = runtime.enter();
+                            let (reply, lines) = match prepare(a).and_then(|at| run_here(at, body, &short)) {
+                                Ok((end, lines)) => (Frame::Ended(ticket, end), lines),
+                                Err(message) => (
+                                    Frame::Refused(Refused {
+                                        ticket: Some(ticket),
+                                        message,
+                                    }),
+                                    Vec::new(),
+                                ),
+                            };
+                            if !lines.is_empty() {
+                                let _ = send(&Frame::Logs(ticket, lines));
+                            }
+                            let _ = send(&reply);
+                            continue;
+                        }
+                    }
+                }
                 let send = send.clone();
+                let short = Arc::clone(&short);
                 running.spawn_on(
                     async move {
                         let ticket = a.ticket;
-                        let (reply, stuck, lines) = match run(a).await {
+                        let (reply, stuck, lines) = match run(a, short).await {
                             Ok((end, stuck, lines)) => (Frame::Ended(ticket, end), stuck, lines),
                             Err(message) => (
                                 Frame::Refused(Refused {
@@ -294,7 +323,73 @@ fn kind(frame: &Frame) -> &'static str {
 /// Runs one attempt: its task found by key, its inputs read in the task's wire format,
 /// its body run as the local backend runs it; with whether a sync body is still running
 /// past its timeout. `Err`: why it could not run.
-async fn run(a: WireAttempt) -> Result<(WireEnd, bool, Vec<LogLine>), String> {
+async fn run(a: WireAttempt, short: Arc<ShortTasks>) -> Result<(WireEnd, bool, Vec<LogLine>), String> {
+    let attempt = prepare(a)?;
+    let def = attempt.def;
+    let runner = Runner::new(Span::current(), None);
+    let (end, stuck, lines) = match def.body {
+        TaskBody::Sync(body) => {
+            let limit = attempt.timeout;
+            let thread = tokio::task::spawn_blocking(move || {
+                let started = Instant::now();
+                let ran = logs::capture(|| runner.run_sync(attempt, body));
+                short.record(def, started.elapsed());
+                ran
+            });
+            match limit {
+                Some(limit) => match tokio::time::timeout(limit, thread).await {
+                    Ok(joined) => joined.map(|(e, lines)| (e.end, false, lines)),
+                    // The thread goes on: only ending the process stops it.
+                    Err(_) => Ok((AttemptEnd::TimedOut(limit), true, Vec::new())),
+                },
+                None => thread.await.map(|(e, lines)| (e.end, false, lines)),
+            }
+            .map_err(|e| format!("the task's thread failed: {e}"))?
+        }
+        _ => {
+            let (ended, lines) = logs::Captured::new(runner.run_async(attempt)).await;
+            (ended.end, false, lines)
+        }
+    };
+    Ok((end.to_wire(def)?, stuck, lines))
+}
+
+/// Runs a sync attempt of a task whose runs are short right here, on the thread that
+/// reads the frames: no hand-over to a thread and back, which on a busy machine costs
+/// more than such a body.
+fn run_here(attempt: Attempt, body: SyncBody, short: &ShortTasks) -> Result<(WireEnd, Vec<LogLine>), String> {
+    let def = attempt.def;
+    let runner = Runner::new(Span::current(), None);
+    let started = Instant::now();
+    let (ended, lines) = logs::capture(|| runner.run_sync(attempt, body));
+    short.record(def, started.elapsed());
+    Ok((ended.end.to_wire(def)?, lines))
+}
+
+/// Which tasks' sync runs are short (at most [`SHORT`] each, the last two): those run
+/// on the reading thread (see [`run_here`]) while no other attempt runs.
+#[derive(Default)]
+struct ShortTasks(Mutex<HashMap<&'static str, u8>>);
+
+/// How long a sync run may take and still count as short.
+const SHORT: Duration = Duration::from_millis(1);
+
+impl ShortTasks {
+    fn record(&self, def: &'static TaskDef, took: Duration) {
+        let mut runs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = runs.entry(def.key).or_insert(0);
+        *n = if took <= SHORT { n.saturating_add(1) } else { 0 };
+    }
+
+    fn is_short(&self, def: &'static TaskDef) -> bool {
+        let runs = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        runs.get(def.key).is_some_and(|&n| n >= 2)
+    }
+}
+
+/// An attempt ready to run: its task found by key, its inputs read in the task's wire
+/// format. `Err`: why it cannot run.
+fn prepare(a: WireAttempt) -> Result<Attempt, String> {
     let worker = || format!("this worker (pid {}, build {})", std::process::id(), build_id());
     let def = crate::find_task(&a.task_key).ok_or_else(|| {
         format!(
@@ -347,7 +442,7 @@ async fn run(a: WireAttempt) -> Result<(WireEnd, bool, Vec<LogLine>), String> {
         scheduled_start: c.scheduled_start,
         params: Arc::new(c.parameters),
     };
-    let attempt = Attempt {
+    Ok(Attempt {
         ticket: a.ticket,
         def,
         inputs,
@@ -356,29 +451,7 @@ async fn run(a: WireAttempt) -> Result<(WireEnd, bool, Vec<LogLine>), String> {
         retry_on: def.options.retry_on,
         report_start: false,
         result_here: true,
-    };
-    let runner = Runner::new(Span::current(), None);
-    let (end, stuck, lines) = match def.body {
-        TaskBody::Sync(body) => {
-            let limit = attempt.timeout;
-            let thread =
-                tokio::task::spawn_blocking(move || logs::capture(|| runner.run_sync(attempt, body)));
-            match limit {
-                Some(limit) => match tokio::time::timeout(limit, thread).await {
-                    Ok(joined) => joined.map(|(e, lines)| (e.end, false, lines)),
-                    // The thread goes on: only ending the process stops it.
-                    Err(_) => Ok((AttemptEnd::TimedOut(limit), true, Vec::new())),
-                },
-                None => thread.await.map(|(e, lines)| (e.end, false, lines)),
-            }
-            .map_err(|e| format!("the task's thread failed: {e}"))?
-        }
-        _ => {
-            let (ended, lines) = logs::Captured::new(runner.run_async(attempt)).await;
-            (ended.end, false, lines)
-        }
-    };
-    Ok((end.to_wire(def)?, stuck, lines))
+    })
 }
 
 /// A flow's name as the `&'static str` a [`TaskContext`] holds: each distinct name is
