@@ -73,19 +73,6 @@ fn here(x: u64) -> Result<u64, TaskError> {
     Ok(x)
 }
 
-/// Logs a line on whichever worker runs it.
-#[task]
-fn say(x: u64) -> u64 {
-    tracing::info!(x, "hello from a dask worker");
-    x
-}
-
-flow! {
-    fn greeting() -> u64 {
-        say(7)
-    }
-}
-
 /// A task of a local flow that runs a flow of its own on a Dask cluster.
 #[task]
 async fn sum_on_a_cluster(n: u64, python: String) -> Result<u64, TaskError> {
@@ -589,32 +576,4 @@ async fn a_task_of_a_local_flow_runs_a_flow_on_a_dask_cluster() {
         .await;
     // 1 + 2 + 3 + 4 on the cluster, then + 1 here.
     assert_eq!(run.output(), Ok(&11), "{}", run.summary());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_a_task_logs_on_a_worker_is_logged_here_under_its_task_run() {
-    use tracing::instrument::WithSubscriber as _;
-    let Some(python) = python() else {
-        return;
-    };
-    let logs = common::Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let run = greeting()
-        .executor(DaskExecutor::local(1).python(python))
-        .run()
-        .with_subscriber(subscriber)
-        .await;
-    assert_eq!(run.output(), Ok(&7));
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.contains("hello from a dask worker"))
-        .unwrap_or_else(|| panic!("the worker's line is not in the logs:\n{text}"));
-    assert!(line.contains(&format!("task_run_id={}-0", run.id())), "{line}");
-    assert!(line.contains("x=7"), "{line}");
 }
