@@ -446,6 +446,12 @@ def main():
         # share the cluster, each with worker processes of its own program.
         client.register_plugin(plugin, name=topic)
         client.subscribe_topic(topic, lambda event: inbox.put(("event", event[1])))
+        # The client sends to the scheduler at most once per 10 ms (Dask's batching): a
+        # chain, which submits one attempt per outcome, would wait for that at every step.
+        try:
+            client.scheduler_comm.interval = 0.001
+        except AttributeError:
+            pass
         workers = len(client.scheduler_info().get("workers", {}))
         address = client.scheduler.address
     except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
