@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -360,7 +361,8 @@ async fn main() -> Result<(), FlowError> {
         flow = flow.with_task_options("cleaned", |o| o.retry_delay = Duration::from_millis(50))?;
     }
     if graph {
-        println!("{}", flow.to_mermaid());
+        // Written, not printed: a reader that stops early (`| head`) is not an error.
+        let _ = writeln!(std::io::stdout().lock(), "{}", flow.to_mermaid());
         return Ok(());
     }
     if let Some(executor) = dask {

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::io::Write as _;
 
 use serde::{Deserialize, Serialize};
 use tideflow::prelude::*;
@@ -177,7 +178,8 @@ async fn main() -> Result<(), FlowError> {
         flow = flow.with_param("path", path)?;
     }
     if graph {
-        println!("{}", flow.to_mermaid());
+        // Written, not printed: a reader that stops early (`| head`) is not an error.
+        let _ = writeln!(std::io::stdout().lock(), "{}", flow.to_mermaid());
         return Ok(());
     }
 
