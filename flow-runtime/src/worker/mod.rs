@@ -233,16 +233,17 @@ pub fn serve(
                         if let TaskBody::Sync(body) = def.body {
                             let ticket = a.ticket;
                             let _context = runtime.enter();
-                            let (reply, lines) = match prepare(a).and_then(|at| run_here(at, body, &short)) {
-                                Ok((end, lines)) => (Frame::Ended(ticket, end), lines),
-                                Err(message) => (
-                                    Frame::Refused(Refused {
-                                        ticket: Some(ticket),
-                                        message,
-                                    }),
-                                    Vec::new(),
-                                ),
-                            };
+                            let (reply, lines) =
+                                match prepare_for(a, def).and_then(|at| run_here(at, body, &short)) {
+                                    Ok((end, lines)) => (Frame::Ended(ticket, end), lines),
+                                    Err(message) => (
+                                        Frame::Refused(Refused {
+                                            ticket: Some(ticket),
+                                            message,
+                                        }),
+                                        Vec::new(),
+                                    ),
+                                };
                             if !lines.is_empty() {
                                 let _ = send(&Frame::Logs(ticket, lines));
                             }
@@ -398,6 +399,11 @@ fn prepare(a: WireAttempt) -> Result<Attempt, String> {
             worker()
         )
     })?;
+    prepare_for(a, def)
+}
+
+/// As [`prepare`], for the task `def` already found by the attempt's key.
+fn prepare_for(a: WireAttempt, def: &'static TaskDef) -> Result<Attempt, String> {
     let codec = def.codec.ok_or_else(|| {
         format!(
             "task `{}` is `#[task(local)]`: it runs in the coordinator's process only",

@@ -479,16 +479,7 @@ impl Scheduler {
             // The current attempt counts if it reached the backend and started there.
             let started = f.submitted && !never_started.contains(&(t as u32));
             let attempts = if started { f.attempt } else { f.attempt - 1 };
-            self.end_run(
-                s,
-                f.node as usize,
-                f.index,
-                attempts,
-                f.started_at,
-                state,
-                None,
-                Stamp::Now,
-            );
+            self.end_flown(s, &f, attempts, state, None, Stamp::Now);
         }
         self.ready.clear();
         self.newly_ready.clear();
@@ -807,6 +798,19 @@ impl Scheduler {
         }
         let f = self.flights.remove(ticket as usize);
         let attempts = if state.is_cached() { 0 } else { f.attempt };
+        self.end_flown(s, &f, attempts, state, result, at);
+    }
+
+    /// The task run of flight `f`, taken off the table, ends in `state` after `attempts`.
+    fn end_flown(
+        &mut self,
+        s: &Static,
+        f: &Flight,
+        attempts: u32,
+        state: State,
+        result: Option<Value>,
+        at: Stamp,
+    ) {
         self.end_run(
             s,
             f.node as usize,
