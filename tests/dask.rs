@@ -45,6 +45,16 @@ fn die(_x: u64) -> u64 {
     std::process::abort()
 }
 
+/// Sleeps `ms` milliseconds and returns them; aborts its process for `u64::MAX`.
+#[task]
+fn nap(ms: u64) -> u64 {
+    if ms == u64::MAX {
+        std::process::abort()
+    }
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
 #[task]
 fn numbers(n: u64) -> Vec<u64> {
     (0..n).collect()
@@ -200,6 +210,59 @@ fn an_uploaded_program_gets_its_exec_bit_back_and_a_dead_worker_process_is_repla
     for _ in 3..9 {
         assert_eq!(value(bridge.recv().expect("a reply")).1, 2);
     }
+    assert!(bridge.close().expect("it stops").success());
+}
+
+/// A task whose runs were short runs on the Dask worker's event loop; one that turns long
+/// once, or kills its process there, is answered like any other, and so is what follows.
+#[test]
+fn a_task_whose_runs_were_short_is_answered_when_it_turns_long_or_dies() {
+    let Some(python) = python() else {
+        return;
+    };
+    let program = WorkerProgram::this_program().expect("this binary");
+    let mut bridge = DaskBridge::start_with(&python, &Cluster::Local(1), &program).expect("a local cluster");
+    let mut ticket = 0;
+    let mut call = |bridge: &mut DaskBridge, ms: u64| {
+        ticket += 1;
+        bridge.send(&attempt::<nap>(ticket, ms)).expect("sent");
+        bridge.recv().expect("a reply")
+    };
+    for _ in 0..3 {
+        assert_eq!(value(call(&mut bridge, 0)).1, 0);
+    }
+    assert_eq!(value(call(&mut bridge, 300)).1, 300);
+    for _ in 0..3 {
+        assert_eq!(value(call(&mut bridge, 0)).1, 0);
+    }
+    match call(&mut bridge, u64::MAX) {
+        Reply::Refused(r) => assert!(
+            r.message.starts_with("worker process died (pid "),
+            "{}",
+            r.message
+        ),
+        other => panic!("a dead worker process is reported: {other:?}"),
+    }
+    assert_eq!(value(call(&mut bridge, 0)).1, 0);
+    // Several at once on the one worker: each answered with its own value.
+    for ms in [0, 40, 0, 0, 20, 0] {
+        ticket += 1;
+        bridge.send(&attempt::<nap>(ticket, ms)).expect("sent");
+    }
+    let mut got: Vec<(u32, u64)> = (0..6).map(|_| value(bridge.recv().expect("a reply"))).collect();
+    got.sort_unstable();
+    let first = ticket - 5;
+    assert_eq!(
+        got,
+        vec![
+            (first, 0),
+            (first + 1, 40),
+            (first + 2, 0),
+            (first + 3, 0),
+            (first + 4, 20),
+            (first + 5, 0)
+        ]
+    );
     assert!(bridge.close().expect("it stops").success());
 }
 

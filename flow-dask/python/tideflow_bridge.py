@@ -21,6 +21,7 @@ Shipped inside the `flow-dask` crate; not meant to be run by hand.
 """
 
 import argparse
+import asyncio
 import json
 import os
 import queue
@@ -48,6 +49,10 @@ STOPPED_AFTER_TIMEOUT = 3
 # A returned value up to this size travels with its outcome; a larger one stays on the
 # worker that made it unless the coordinator asked for it.
 INLINE = 16 * 1024
+
+# How long a call to the tideflow process may take and still count as short; a task whose
+# last two calls were short runs on the Dask worker's event loop (`attempt_quick`).
+SHORT = 0.001
 
 
 # Where the coordinator reads: standard output, until main() keeps it for frames alone.
@@ -172,6 +177,41 @@ def element_offsets(value):
     return offsets
 
 
+def short_candidate(frame):
+    """The task key of an attempt frame whose calls may count as short (it has no
+    timeout: a body past its timeout stops its process), or None."""
+    if len(frame) < 9 or frame[4] != ATTEMPT:
+        return None
+    (header_len,) = struct.unpack_from("<I", frame, 5)
+    header = msgpack.unpackb(frame[9 : 9 + header_len], raw=False, strict_map_key=False)
+    return header[1] if header[3] is None else None
+
+
+def could_not_run(worker, ticket, error):
+    """The reply, as `TideflowWorker.call` gives it, for an attempt the worker could not
+    run."""
+    message = "the attempt could not be run on Dask worker %s: %s: %s" % (
+        worker.address,
+        type(error).__name__,
+        error,
+    )
+    last = refused(ticket, message)
+    return b"", last[:4], last[4:]
+
+
+def report(worker, topic, key, prefix, head, body):
+    """Sends an attempt's outcome to the bridge (an event on `topic`) and gives the Dask
+    task's result: a returned value too large to travel with its outcome, else None."""
+    if len(body) > 5 and body[0] == ENDED:
+        (header_len,) = struct.unpack_from("<I", body, 1)
+        if len(body) > 5 + header_len + 4 + INLINE:
+            value = body[9 + header_len :]
+            worker.log_event(topic, [key, prefix, body[5 : 5 + header_len], len(value), array_len(value)])
+            return value
+    worker.log_event(topic, [key, prefix + head + body, None, 0, None])
+    return None
+
+
 class TideflowWorker(WorkerPlugin):
     """Starts, on each Dask worker, one tideflow worker process, reached over a pipe.
 
@@ -197,6 +237,43 @@ class TideflowWorker(WorkerPlugin):
         self.offsets = {}
         # The cluster-wide limits of tags, as Dask semaphores, by tag.
         self.semaphores = {}
+        # How many of each task's last calls were short (up to 2), by task key.
+        self.short = {}
+
+    def attempt(self, frame, refs, keys, values, topic, ticket, key, limits):
+        """Runs one attempt on this worker's tideflow process (see `tideflow_attempt`)."""
+        worker = get_worker()
+        try:
+            if refs:
+                frame = self.resolve(frame, refs, dict(zip(keys, values)))
+            held = self.acquire(limits) if limits else ()
+            try:
+                prefix, head, body = self.call(frame)
+            finally:
+                for semaphore in held:
+                    semaphore.release()
+        except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
+            prefix, head, body = could_not_run(worker, ticket, e)
+        return report(worker, topic, key, prefix, head, body)
+
+    async def attempt_quick(self, frame, topic, ticket, key):
+        """Runs one attempt that reads no held data and takes no tag's lease (see
+        `tideflow_attempt_quick`): on the worker's event loop when its task's runs are
+        short and the tideflow process is free, on the worker's threads otherwise."""
+        worker = get_worker()
+        try:
+            task = short_candidate(frame)
+            if task is not None and self.short.get(task, 0) >= 2 and self.lock.acquire(blocking=False):
+                try:
+                    prefix, head, body = self.call_locked(frame, task)
+                finally:
+                    self.lock.release()
+            else:
+                loop = asyncio.get_running_loop()
+                prefix, head, body = await loop.run_in_executor(worker.executors["default"], self.call, frame, task)
+        except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
+            prefix, head, body = could_not_run(worker, ticket, e)
+        return report(worker, topic, key, prefix, head, body)
 
     def acquire(self, limits):
         """A lease of the semaphore of each limited tag (in one order, so that attempts
@@ -308,44 +385,59 @@ class TideflowWorker(WorkerPlugin):
         proc.stdin.flush()
         self.proc = proc
 
-    def call(self, frame):
+    def call(self, frame, task=None):
         """Sends one attempt frame to this worker's tideflow process. Its reply: the frames
         before the last (log lines), and the last one (the end) as its length prefix and
-        its body, apart, so that a value of megabytes is not copied to join them."""
+        its body, apart, so that a value of megabytes is not copied to join them. `task`:
+        the attempt's task, if its calls may count as short (see `short_candidate`)."""
         with self.lock:
-            for first in (True, False):
-                if self.proc is None or self.proc.poll() is not None:
-                    self.start()
-                proc = self.proc
-                prefix = b""
-                try:
-                    proc.stdin.write(frame)
-                    proc.stdin.flush()
-                    # The attempt's log lines (if any), then its end.
-                    while True:
-                        parts = read_parts(proc.stdout)
-                        if parts is None or parts[1][0] in (ENDED, REFUSED):
-                            break
-                        prefix += parts[0] + parts[1]
-                except (BrokenPipeError, OSError):
-                    parts = None
-                if parts is not None:
-                    return prefix, parts[0], parts[1]
-                try:
-                    code = proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    code = proc.poll()
-                self.proc = None
-                if first and code == STOPPED_AFTER_TIMEOUT:
-                    # The process was stopping for an earlier attempt that ran past its
-                    # timeout, not for this one: this one goes to a new process.
-                    continue
-                message = "worker process died (pid %d, exit status %s) while it ran the attempt" % (
-                    proc.pid,
-                    code,
-                )
-                last = refused(attempt_ticket(frame), message)
-                return prefix, last[:4], last[4:]
+            return self.call_locked(frame, task)
+
+    def call_locked(self, frame, task=None):
+        """`call`, with the lock held by the caller."""
+        if task is None:
+            return self.exchange(frame)
+        started = time.perf_counter()
+        reply = self.exchange(frame)
+        runs = self.short.get(task, 0)
+        self.short[task] = min(runs + 1, 2) if time.perf_counter() - started <= SHORT else 0
+        return reply
+
+    def exchange(self, frame):
+        """One attempt's round trip to the tideflow process, started (again) if needed."""
+        for first in (True, False):
+            if self.proc is None or self.proc.poll() is not None:
+                self.start()
+            proc = self.proc
+            prefix = b""
+            try:
+                proc.stdin.write(frame)
+                proc.stdin.flush()
+                # The attempt's log lines (if any), then its end.
+                while True:
+                    parts = read_parts(proc.stdout)
+                    if parts is None or parts[1][0] in (ENDED, REFUSED):
+                        break
+                    prefix += parts[0] + parts[1]
+            except (BrokenPipeError, OSError):
+                parts = None
+            if parts is not None:
+                return prefix, parts[0], parts[1]
+            try:
+                code = proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = proc.poll()
+            self.proc = None
+            if first and code == STOPPED_AFTER_TIMEOUT:
+                # The process was stopping for an earlier attempt that ran past its
+                # timeout, not for this one: this one goes to a new process.
+                continue
+            message = "worker process died (pid %d, exit status %s) while it ran the attempt" % (
+                proc.pid,
+                code,
+            )
+            last = refused(attempt_ticket(frame), message)
+            return prefix, last[:4], last[4:]
 
 
 def tideflow_attempt(frame, refs, keys, values, topic, ticket, key, limits):
@@ -353,39 +445,28 @@ def tideflow_attempt(frame, refs, keys, values, topic, ticket, key, limits):
 
     `values` are the held results the attempt reads (Dask passes the data of the futures
     the bridge gave), named by `keys`. The bridge's worker plugin is registered under
-    `topic`, and the outcome goes to the bridge as an event on `topic`: `[key, frames, header, size, length]`, where `header` is None when `frames`
-    is the whole reply; otherwise `frames` are the log lines and the returned value is
-    the task's result, which stays on this worker (`header` is its ended header, `size`
-    and `length` its size and, for a list, length). The attempt holds a lease of the
-    semaphore of each limited tag it carries (`limits`) while it runs.
+    `topic`, and the outcome goes to the bridge as an event on `topic`: `[key, frames,
+    header, size, length]`, where `header` is None when `frames` is the whole reply;
+    otherwise `frames` are the log lines and the returned value is the task's result,
+    which stays on this worker (`header` is its ended header, `size` and `length` its size
+    and, for a list, length). The attempt holds a lease of the semaphore of each limited
+    tag it carries (`limits`) while it runs.
+
+    Dask pickles this function with every task it sends a worker, by value (the bridge is
+    a script), with every global it names: so it names one, imported from `distributed`
+    (pickled by reference), and the work is done by the plugin, which reached the worker
+    once, when it was registered.
     """
-    worker = get_worker()
-    plugin = worker.plugins[topic]
-    try:
-        if refs:
-            frame = plugin.resolve(frame, refs, dict(zip(keys, values)))
-        held = plugin.acquire(limits) if limits else ()
-        try:
-            prefix, head, body = plugin.call(frame)
-        finally:
-            for semaphore in held:
-                semaphore.release()
-    except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
-        message = "the attempt could not be run on Dask worker %s: %s: %s" % (
-            worker.address,
-            type(e).__name__,
-            e,
-        )
-        last = refused(ticket, message)
-        prefix, head, body = b"", last[:4], last[4:]
-    if len(body) > 5 and body[0] == ENDED:
-        (header_len,) = struct.unpack_from("<I", body, 1)
-        if len(body) > 5 + header_len + 4 + INLINE:
-            value = body[9 + header_len :]
-            worker.log_event(topic, [key, prefix, body[5 : 5 + header_len], len(value), array_len(value)])
-            return value
-    worker.log_event(topic, [key, prefix + head + body, None, 0, None])
-    return None
+    return get_worker().plugins[topic].attempt(frame, refs, keys, values, topic, ticket, key, limits)
+
+
+async def tideflow_attempt_quick(frame, topic, ticket, key):
+    """A Dask task: `tideflow_attempt` for an attempt that reads no held data and takes no
+    tag's lease. A coroutine, so Dask runs it on the worker's event loop: the attempt of a
+    task whose runs are short goes to the tideflow process from there, without the hand
+    over to a thread and back, which on a busy worker costs more than such a run.
+    """
+    return await get_worker().plugins[topic].attempt_quick(frame, topic, ticket, key)
 
 
 class Attempt:
@@ -609,14 +690,21 @@ def main():
                         return
 
     def send(batch):
-        # One message to the scheduler for the whole batch. A function of its own, as
+        # One message to the scheduler for the whole batch (two, when some of its
+        # attempts read held data or take a tag's lease). A function of its own, as
         # `process`: no future may stay referenced here.
+        quick = [(a, (args[0], args[4], args[5], args[6])) for a, args in batch if not args[1] and not args[7]]
+        if len(quick) < len(batch):
+            map_batch(tideflow_attempt, [(a, args) for a, args in batch if args[1] or args[7]])
+        map_batch(tideflow_attempt_quick, quick)
+
+    def map_batch(function, batch):
         if not batch:
             return
         columns = list(zip(*[args for _, args in batch]))
         try:
             futures = client.map(
-                tideflow_attempt,
+                function,
                 *columns,
                 key=[attempt.key for attempt, _ in batch],
                 pure=False,
