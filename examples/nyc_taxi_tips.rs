@@ -1,9 +1,10 @@
 //! NYC taxi tips: the mean tip by number of passengers.
 //!
 //! ```text
-//! cargo run --example nyc_taxi_tips                  # the sample data
-//! cargo run --example nyc_taxi_tips -- trips.csv     # a TLC yellow trips CSV
-//! cargo run --example nyc_taxi_tips -- --graph       # print the DAG (Mermaid)
+//! cargo run --example nyc_taxi_tips                              # the sample data
+//! cargo run --example nyc_taxi_tips -- --param path=trips.csv     # a TLC yellow trips CSV
+//! cargo run --example nyc_taxi_tips -- graph nyc_taxi_tips        # the DAG (Mermaid)
+//! cargo run --example nyc_taxi_tips -- --help                     # the rest of the CLI
 //! ```
 //!
 //! `read_trips` reads a CSV of yellow taxi trips (the TLC's column names and formats);
@@ -15,8 +16,7 @@
 //! month from the TLC (exported to CSV) works the same way.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
-use std::io::Write as _;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use tideflow::prelude::*;
@@ -103,17 +103,40 @@ fn transform(trips: &Vec<Trip>) -> Result<MeanTips, TaskError> {
         .collect())
 }
 
+/// The flow's output: the mean tip in dollars by number of passengers, shown as a table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TipsByPassengers(pub BTreeMap<u8, f64>);
+
+impl PartialEq<MeanTips> for TipsByPassengers {
+    fn eq(&self, other: &MeanTips) -> bool {
+        self.0 == *other
+    }
+}
+
+impl fmt::Display for TipsByPassengers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "passengers  mean tip")?;
+        for (count, mean) in &self.0 {
+            writeln!(f, "{count:>10}  {:>8}", format!("${mean:.2}"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Drops the trips recorded with 0 passengers and rounds to cents.
 #[task]
-fn clean(means: MeanTips) -> MeanTips {
+fn clean(means: MeanTips) -> TipsByPassengers {
     if let Some(mean) = means.get(&0) {
         tracing::info!("dropped passenger count 0 (mean tip ${mean:.4})");
     }
-    means
-        .into_iter()
-        .filter(|&(count, _)| count != 0)
-        .map(|(count, mean)| (count, round_to_cents(mean)))
-        .collect()
+    TipsByPassengers(
+        means
+            .into_iter()
+            .filter(|&(count, _)| count != 0)
+            .map(|(count, mean)| (count, round_to_cents(mean)))
+            .collect(),
+    )
 }
 
 /// `3.1449..` → `3.14`.
@@ -123,79 +146,14 @@ pub fn round_to_cents(dollars: f64) -> f64 {
 
 flow! {
     /// NYC taxi tips: the mean tip by number of passengers.
-    pub fn nyc_taxi_tips(path: String = "examples/data/yellow_tripdata_sample.csv".into()) -> MeanTips {
+    pub fn nyc_taxi_tips(path: String = "examples/data/yellow_tripdata_sample.csv".into()) -> TipsByPassengers {
         let trips = read_trips(path);
         let means = transform(trips);
         clean(means)
     }
 }
 
-const USAGE: &str = "\
-usage: nyc_taxi_tips [--graph] [TRIPS.csv]
-
-  TRIPS.csv   a TLC yellow taxi trips CSV (default: examples/data/yellow_tripdata_sample.csv)
-  --graph     print the flow's graph (Mermaid) and exit
-  RUST_LOG    log filter (default: info)";
-
-#[tokio::main]
-async fn main() -> Result<(), FlowError> {
-    // Started as a worker by a cluster executor, this program serves task attempts instead.
-    tideflow::worker::serve_if_worker();
-    // Logs go to stderr (colored on a terminal); the run's summary and output to stdout.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-
-    let mut graph = false;
-    let mut path = None;
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--graph" => graph = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            flag if flag.starts_with('-') => {
-                eprintln!("unknown option `{flag}`\n{USAGE}");
-                std::process::exit(2);
-            }
-            _ if path.is_none() => path = Some(arg),
-            _ => {
-                eprintln!("one CSV path at most\n{USAGE}");
-                std::process::exit(2);
-            }
-        }
-    }
-
-    let mut flow = nyc_taxi_tips();
-    if let Some(path) = path {
-        flow = flow.with_param("path", path)?;
-    }
-    if graph {
-        // Written, not printed: a reader that stops early (`| head`) is not an error.
-        let _ = writeln!(std::io::stdout().lock(), "{}", flow.to_mermaid());
-        return Ok(());
-    }
-
-    let run = flow.run().await;
-    println!("{}", run.summary());
-    match run.output() {
-        Ok(means) => {
-            println!("passengers  mean tip");
-            for (count, mean) in means {
-                println!("{count:>10}  {:>8}", format!("${mean:.2}"));
-            }
-            Ok(())
-        }
-        Err(error) => {
-            eprintln!("{error}");
-            std::process::exit(1);
-        }
-    }
+/// `run`, `list`, `graph` and `--help`: the CLI every flow program gets from one line.
+fn main() -> std::process::ExitCode {
+    tideflow::cli::main()
 }

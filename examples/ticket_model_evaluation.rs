@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! cargo run --example ticket_model_evaluation                        # trial 1, 1000 tickets
-//! cargo run --example ticket_model_evaluation -- --trial 7 --batch-size 500
-//! cargo run --example ticket_model_evaluation -- events.csv          # another event log
-//! cargo run --example ticket_model_evaluation -- --graph             # print the DAG (Mermaid)
+//! cargo run --example ticket_model_evaluation -- -p trial_id=7 -p batch_size=500
+//! cargo run --example ticket_model_evaluation -- -p path=events.csv  # another event log
+//! cargo run --example ticket_model_evaluation -- --executor dask-local:2
+//! cargo run --example ticket_model_evaluation -- graph ticket_model_evaluation
+//! cargo run --example ticket_model_evaluation -- --help              # the rest of the CLI
 //! ```
 //!
 //! `sample_tickets` reads an incident management event log (the columns of the UCI
@@ -22,11 +24,8 @@
 //! event log (141,712 rows) works the same way.
 
 use std::fmt;
-use std::io::IsTerminal;
-use std::io::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use tideflow::dask::DaskExecutor;
 use tideflow::prelude::*;
 
 /// The columns of the UCI incident event log, in order.
@@ -421,93 +420,8 @@ flow! {
     }
 }
 
-const USAGE: &str = "\
-usage: ticket_model_evaluation [--trial N] [--batch-size N] [--graph] [--dask ADDR | --dask-local N] [EVENTS.csv]
-
-  EVENTS.csv      an incident event log CSV (default: examples/data/incident_event_log_sample.csv)
-  --trial N       the trial id, which seeds the sample (default: 1)
-  --batch-size N  tickets per trial (default: 1000)
-  --graph         print the flow's graph (Mermaid) and exit
-  --dask ADDR     run the tasks on the Dask scheduler at ADDR (tcp://host:port)
-  --dask-local N  run the tasks on a local Dask cluster of N workers
-  RUST_LOG        log filter (default: info)";
-
-fn usage_error(message: &str) -> ! {
-    eprintln!("{message}\n{USAGE}");
-    std::process::exit(2);
-}
-
-#[tokio::main]
-async fn main() -> Result<(), FlowError> {
-    // Started as a worker by a cluster executor, this program serves task attempts instead.
-    tideflow::worker::serve_if_worker();
-    // Logs go to stderr (colored on a terminal); the run's summary and output to stdout.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-
-    let mut flow = ticket_model_evaluation();
-    let mut graph = false;
-    let mut path = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--graph" => graph = true,
-            "--trial" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
-                Some(n) => flow = flow.with_param("trial_id", n)?,
-                None => usage_error("--trial takes a whole number"),
-            },
-            "--batch-size" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) => flow = flow.with_param("batch_size", n)?,
-                None => usage_error("--batch-size takes a whole number"),
-            },
-            "--dask" => match args.next().map(|a| DaskExecutor::connect(&a)) {
-                Some(Ok(executor)) => flow = flow.executor(executor),
-                Some(Err(e)) => usage_error(&e.to_string()),
-                None => usage_error("--dask takes a scheduler address"),
-            },
-            "--dask-local" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) => flow = flow.executor(DaskExecutor::local(n)),
-                None => usage_error("--dask-local takes a number of workers"),
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            flag if flag.starts_with('-') => usage_error(&format!("unknown option `{flag}`")),
-            _ if path.is_none() => path = Some(arg),
-            _ => usage_error("one CSV path at most"),
-        }
-    }
-    if let Some(path) = path {
-        flow = flow.with_param("path", path)?;
-    }
-    if graph {
-        // Written, not printed: a reader that stops early (`| head`) is not an error.
-        let _ = writeln!(std::io::stdout().lock(), "{}", flow.to_mermaid());
-        return Ok(());
-    }
-
-    let run = flow.run().await;
-    println!("{}", run.summary());
-    match run.output() {
-        Ok(summary) => {
-            println!("{summary}");
-            println!(
-                "{}",
-                serde_json::to_string_pretty(summary).expect("a summary serializes to JSON")
-            );
-            Ok(())
-        }
-        Err(error) => {
-            eprintln!("{error}");
-            std::process::exit(1);
-        }
-    }
+/// `run` (with `--param trial_id=7`, `--executor dask-local:2`...), `list`, `graph` and
+/// `--help`: the CLI every flow program gets from one line.
+fn main() -> std::process::ExitCode {
+    tideflow::cli::main()
 }

@@ -119,8 +119,11 @@ pub use flow_runtime::{
 pub use flow_runtime::{event, wire, worker, RunHandle};
 
 /// Task attempts on a Dask cluster (feature `dask`, on by default): see [`flow_dask`].
+#[cfg(feature = "cli")]
+pub use flow_cli as cli;
 #[cfg(feature = "dask")]
 pub use flow_dask as dask;
+pub use flow_runtime::registry::{registered_flows, DynFlow, DynFlowRun, FlowRegistration};
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
 pub use flow_runtime::{store, ResultStore};
@@ -149,6 +152,9 @@ pub mod __private {
     pub use flow_runtime::builder::*;
     pub use flow_runtime::checks::*;
     pub use flow_runtime::inventory;
+    pub use flow_runtime::registry::{
+        DynFlow, FlowRegistration, OutputView, Show, ShowDebug, ShowDisplay, ShowJson, ShowNothing,
+    };
     pub use flow_runtime::task::{AsyncBody, Backoff, BoxFuture, SubflowFuture, SyncBody, TaskCodec};
     pub use flow_runtime::value::{borrow, take, value, Value};
     pub use flow_runtime::Flow;

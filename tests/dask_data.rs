@@ -145,6 +145,36 @@ fn tasks_on_scheduler(python: &std::path::Path, address: &str) -> (usize, String
     (n, which)
 }
 
+/// How many of tideflow's results each Dask worker of the scheduler at `address` holds
+/// now, by the worker's pid.
+fn held_by_worker_pid(python: &std::path::Path, address: &str) -> Vec<(u32, usize)> {
+    let out = Command::new(python)
+        .args([
+            "-c",
+            "import os, sys\n\
+             from distributed import Client\n\
+             c = Client(sys.argv[1], timeout='10s')\n\
+             pids = c.run(os.getpid)\n\
+             held = c.has_what()\n\
+             for addr, pid in pids.items():\n\
+             \x20   print(pid, sum(1 for k in held.get(addr, ()) if str(k).startswith('tideflow-')))\n\
+             c.close()",
+            address,
+        ])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| {
+            let (pid, n) = line
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("not `pid count`: {line:?}"));
+            (pid.parse().expect("a pid"), n.parse().expect("a count"))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_results_stay_on_the_cluster_and_are_released_once_read() {
     let Some(python) = python() else {
@@ -222,9 +252,17 @@ async fn a_held_result_lost_with_a_worker_is_computed_again_and_counted() {
     let handle = flow.start();
     // Every chunk is made quickly and held; the slow checksums read them one by one.
     common::children_succeeded(&mut events, Some("sums"), 30).await;
-    // SIGKILL one of the two Dask workers: the chunks it held and that no checksum has
-    // read yet are lost.
-    drop(cluster.workers.remove(0));
+    // SIGKILL the Dask worker that holds the most results: the chunks it held and that
+    // no checksum has read yet are lost.
+    let held = held_by_worker_pid(&python, &cluster.address);
+    let (pid, n) = held.iter().copied().max_by_key(|&(_, n)| n).expect("two workers");
+    assert!(n > 0, "{held:?}");
+    let index = cluster
+        .workers
+        .iter()
+        .position(|w| w.0.id() == pid)
+        .unwrap_or_else(|| panic!("no worker process of pid {pid}"));
+    drop(cluster.workers.remove(index));
     let run = tokio::time::timeout(Duration::from_secs(120), handle)
         .await
         .expect("the run ends");
@@ -265,6 +303,7 @@ fn plugins_on_workers(python: &std::path::Path, address: &str) -> Vec<String> {
         ])
         .output()
         .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)

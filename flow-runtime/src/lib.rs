@@ -18,6 +18,7 @@ pub mod flow;
 pub mod graph;
 pub mod handle;
 pub mod notify;
+pub mod registry;
 mod render;
 pub mod run;
 pub mod state;

@@ -245,6 +245,21 @@ impl<O: 'static> FlowRun<O> {
         }
     }
 
+    /// The same run, seen with another output type (for a run whose output type is not
+    /// known where it is read: `registry::DynFlowRun`).
+    pub(crate) fn retype<P: 'static>(self) -> FlowRun<P> {
+        FlowRun::from_shared(self.record)
+    }
+
+    /// The output as it was returned, when the run succeeded.
+    pub(crate) fn output_value(&self) -> Option<&Value> {
+        if self.record.state.is_successful() {
+            self.record.output.as_ref()
+        } else {
+            None
+        }
+    }
+
     /// For a subflow's run: the task run of the parent flow that ran it.
     pub fn parent_task_run(&self) -> Option<TaskRunId> {
         self.record.parent

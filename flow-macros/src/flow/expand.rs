@@ -28,6 +28,7 @@ pub(super) fn generate(flow: &FlowDecl, analysed: &Analysed) -> TokenStream {
     body.extend(expand_steps(&analysed.steps, name));
     let finish = finish(flow, &analysed.tail);
     let subflow = subflow_task(flow);
+    let registration = registration(flow);
     // The graph is built by the companion, so that the subflow task reaches it through the
     // type (a function of the same name elsewhere cannot capture the call).
     quote! {
@@ -42,6 +43,7 @@ pub(super) fn generate(flow: &FlowDecl, analysed: &Analysed) -> TokenStream {
             }
         }
         #subflow
+        #registration
 
         #(#attrs)*
         #vis #fn_token #name() -> ::tideflow::Flow<#out> {
@@ -394,6 +396,51 @@ fn subflow_task(flow: &FlowDecl) -> TokenStream {
                 };
             }
         };
+    }
+}
+
+/// The flow's registration by name, with the way to show its output without its type
+/// (`Display`, else `Debug`; `Serialize` for JSON), picked here for the concrete type.
+fn registration(flow: &FlowDecl) -> TokenStream {
+    let p = private();
+    let name = &flow.name;
+    let name_text = name.to_string();
+    let out = output_type(flow);
+    let out_text = match &flow.output {
+        Some(t) => type_text(t),
+        None => "()".to_owned(),
+    };
+    let view = match &flow.output {
+        None => quote! { #p::OutputView::NONE },
+        Some(_) => quote! {
+            #p::OutputView {
+                text: |__tideflow_v| {
+                    #[allow(unused_imports)]
+                    use #p::{ShowDebug as _, ShowDisplay as _, ShowNothing as _};
+                    __tideflow_v.downcast_ref::<#out>().and_then(|__tideflow_o| (&&&#p::Show(__tideflow_o)).text())
+                },
+                json: |__tideflow_v| {
+                    #[allow(unused_imports)]
+                    use #p::{ShowJson as _, ShowNothing as _};
+                    __tideflow_v.downcast_ref::<#out>().and_then(|__tideflow_o| (&&#p::Show(__tideflow_o)).json())
+                },
+            }
+        },
+    };
+    quote! {
+        #p::inventory::submit! {
+            #p::FlowRegistration {
+                name: #name_text,
+                module: ::core::module_path!(),
+                output: #out_text,
+                build: {
+                    fn __tideflow_build() -> #p::DynFlow {
+                        #p::DynFlow::new(#name::__tideflow_flow(), #view)
+                    }
+                    __tideflow_build
+                },
+            }
+        }
     }
 }
 

@@ -1,0 +1,70 @@
+//! The command line's shape (clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The command line of a flow program.
+#[derive(Debug, Parser)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand: the options of `run`, for the program's one flow.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a flow, print its summary and its output.
+    Run {
+        /// The flow's name (`list` shows them).
+        flow: String,
+        #[command(flatten)]
+        options: RunArgs,
+    },
+    /// List the flows, with their parameters, types and defaults.
+    List {
+        /// One JSON array on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a flow's graph.
+    Graph {
+        /// The flow's name.
+        flow: String,
+        /// Mermaid (a flowchart for Markdown) or Graphviz DOT.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+/// The options of a run.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Set a parameter: a bare string for a `String`, JSON for the rest (`n=3`,
+    /// `dates=["2024-01-01"]`). Repeat for several.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Parameters from a JSON object in a file (`--param` wins over it).
+    #[arg(long = "params", value_name = "FILE.json")]
+    pub params_file: Option<PathBuf>,
+    /// Where the tasks run: `local` (threads of this program), `sequential` (one at a
+    /// time, for debugging), `dask://host:port` (a running Dask scheduler) or
+    /// `dask-local:N` (a local Dask cluster of N workers).
+    #[arg(long, value_name = "EXECUTOR", default_value = "local")]
+    pub executor: String,
+    /// Print the run as one JSON object (id, state, output, failed tasks) instead of its
+    /// summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum GraphFormat {
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// Graphviz DOT.
+    Dot,
+}

@@ -1,0 +1,306 @@
+//! The command line of a tideflow program: one line in `main` gives a binary a CLI over
+//! every flow it defines.
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     tideflow::cli::main()
+//! }
+//! ```
+//!
+//! - `run <flow> [--param name=value]... [--params file.json] [--executor E] [--json]`
+//! - `list [--json]`: the flows, their parameters with types and defaults
+//! - `graph <flow> [--format mermaid|dot]`
+//!
+//! With no subcommand, a program with one flow runs it (the options of `run` apply).
+//! Exit code 0 when the run succeeded, 1 when it failed, 2 for a usage error. Started as
+//! a worker by a cluster executor, the program serves task attempts instead.
+
+#![warn(missing_docs)]
+
+mod args;
+mod params;
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+use flow_runtime::registry::{registered_flows, DynFlow, FlowRegistration};
+
+use args::{Args, Command, GraphFormat, RunArgs};
+
+pub use params::parse_value;
+
+/// Exit code of a run that failed.
+const FAILED: u8 = 1;
+/// Exit code of a usage error: an unknown flow or parameter, a malformed value.
+const USAGE: u8 = 2;
+
+/// The whole `main` of a flow program: serves task attempts when started as a worker,
+/// else logs to standard error (`RUST_LOG`, default `info`) and runs the command line.
+pub fn main() -> ExitCode {
+    flow_runtime::worker::serve_if_worker();
+    init_logs();
+    run(std::env::args_os())
+}
+
+/// Runs the command line `args` (the program's name first), as [`main`] does, without
+/// worker mode and logging set up: what a program with its own `main` calls.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let program = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_stem())
+        .map_or_else(|| "flows".to_owned(), |s| s.to_string_lossy().into_owned());
+    let flows = registered_flows();
+    let command = Args::command()
+        .name(program.clone())
+        .bin_name(program.clone())
+        .about(about(&flows));
+    let parsed = match command
+        .try_get_matches_from(args)
+        .and_then(|m| Args::from_arg_matches(&m))
+    {
+        Ok(parsed) => parsed,
+        // Help and version print and exit 0; usage errors exit 2.
+        Err(e) => e.exit(),
+    };
+    match dispatch(&program, &flows, parsed) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(USAGE)
+        }
+    }
+}
+
+fn about(flows: &[&FlowRegistration]) -> String {
+    let names: Vec<&str> = flows.iter().map(|f| f.name).collect();
+    match names.as_slice() {
+        [] => "Runs the flows of this program (it has none).".to_owned(),
+        [one] => format!("Runs the flow `{one}` of this program (with no subcommand: `run {one}`)."),
+        _ => format!("Runs the flows of this program: {}.", names.join(", ")),
+    }
+}
+
+/// Runs one command; `Err`: a usage error, said in one line.
+fn dispatch(program: &str, flows: &[&FlowRegistration], args: Args) -> Result<ExitCode, String> {
+    match args.command {
+        Some(Command::Run { flow, options }) => run_flow(find(flows, &flow)?, &options),
+        Some(Command::List { json }) => {
+            list(flows, json);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Graph { flow, format }) => {
+            let flow = (find(flows, &flow)?.build)();
+            let text = match format {
+                GraphFormat::Mermaid => flow.to_mermaid(),
+                GraphFormat::Dot => flow.to_dot(),
+            };
+            // Written, not printed: a reader that stops early (`| head`) is not an error.
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        None => match flows {
+            [one] => run_flow(one, &args.run),
+            [] => Err(format!("`{program}` defines no flow (declare one with `flow!`)")),
+            _ => Err(format!(
+                "`{program}` defines {} flows: say which, as in `{program} run {}` (`{program} list` shows them)",
+                flows.len(),
+                flows[0].name
+            )),
+        },
+    }
+}
+
+/// The flow named `name` (or `module::path::name`, for two flows of one name).
+fn find<'a>(flows: &[&'a FlowRegistration], name: &str) -> Result<&'a FlowRegistration, String> {
+    let matching: Vec<&FlowRegistration> = flows
+        .iter()
+        .copied()
+        .filter(|f| {
+            f.name == name || name.strip_suffix(f.name).and_then(|m| m.strip_suffix("::")) == Some(f.module)
+        })
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let known: Vec<String> = flows.iter().map(|f| format!("`{}`", f.name)).collect();
+            Err(if known.is_empty() {
+                format!("no flow is named `{name}`: this program defines none")
+            } else {
+                format!(
+                    "no flow is named `{name}`; this program's flows are: {}",
+                    known.join(", ")
+                )
+            })
+        }
+        several => Err(format!(
+            "{} flows are named `{name}`: say which by its path, one of {}",
+            several.len(),
+            several
+                .iter()
+                .map(|f| format!("`{}::{}`", f.module, f.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn list(flows: &[&FlowRegistration], json: bool) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        let all: Vec<serde_json::Value> = flows
+            .iter()
+            .map(|reg| {
+                let flow = (reg.build)();
+                let params: Vec<serde_json::Value> = flow
+                    .graph()
+                    .params
+                    .iter()
+                    .zip(flow.params())
+                    .map(|(spec, (_, default))| {
+                        serde_json::json!({ "name": spec.name, "type": spec.ty, "default": default })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": reg.name,
+                    "module": reg.module,
+                    "description": flow.description(),
+                    "parameters": params,
+                    "output": reg.output,
+                    "tasks": flow.graph().nodes.len(),
+                })
+            })
+            .collect();
+        let _ = writeln!(out, "{}", serde_json::Value::Array(all));
+        return;
+    }
+    if flows.is_empty() {
+        let _ = writeln!(out, "no flows (declare one with `flow!`)");
+    }
+    for (i, reg) in flows.iter().enumerate() {
+        let flow = (reg.build)();
+        if i > 0 {
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "{}  -> {}", reg.name, reg.output);
+        let description = flow.description().trim();
+        if !description.is_empty() {
+            for line in description.lines() {
+                let _ = writeln!(out, "    {}", line.trim());
+            }
+        }
+        let params = flow.params();
+        if params.is_empty() {
+            let _ = writeln!(out, "    no parameters");
+        }
+        for (spec, (_, default)) in flow.graph().params.iter().zip(params) {
+            let _ = writeln!(
+                out,
+                "    --param {}=<{}>  (default {})",
+                spec.name, spec.ty, default
+            );
+        }
+    }
+}
+
+fn run_flow(reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, String> {
+    let flow = params::apply((reg.build)(), options.params_file.as_deref(), &options.params)?;
+    let flow = with_executor(flow, &options.executor)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let run = runtime.block_on(flow.run());
+    let mut out = std::io::stdout().lock();
+    if options.json {
+        let record = serde_json::json!({
+            "run_id": run.id().to_string(),
+            "flow": run.flow_name(),
+            "state": run.state().name(),
+            "message": run.state().message(),
+            "output": run.output_json(),
+            "error": run.error().map(|e| e.to_string()),
+            "failed": run.failed_tasks().into_iter().map(|(task, state)| serde_json::json!({ "task": task, "state": state })).collect::<Vec<_>>(),
+            "warnings": run.warnings(),
+        });
+        let _ = writeln!(out, "{record}");
+    } else {
+        let _ = write!(out, "{}", run.summary());
+        if let Some(text) = run.output_text() {
+            let _ = writeln!(out, "{}", text.trim_end());
+        }
+        for warning in run.warnings() {
+            eprintln!("warning: {warning}");
+        }
+        if let Some(error) = run.error() {
+            eprintln!("{error}");
+        }
+    }
+    Ok(if run.error().is_some() {
+        ExitCode::from(FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The flow on the executor `spec` names: `local`, `sequential`, `dask://host:port` (or
+/// `tcp://host:port`), `dask-local:N`.
+fn with_executor(flow: DynFlow, spec: &str) -> Result<DynFlow, String> {
+    let accepted = "`local`, `sequential`, `dask://host:port` or `dask-local:N`";
+    match spec {
+        "local" => Ok(flow.executor(flow_runtime::LocalExecutor::new())),
+        "sequential" => Ok(flow.executor(flow_runtime::SequentialExecutor)),
+        _ => {
+            dask_executor(flow, spec).unwrap_or_else(|| Err(format!("unknown executor `{spec}`: {accepted}")))
+        }
+    }
+}
+
+#[cfg(feature = "dask")]
+fn dask_executor(flow: DynFlow, spec: &str) -> Option<Result<DynFlow, String>> {
+    use flow_dask::DaskExecutor;
+    if let Some(n) = spec.strip_prefix("dask-local:") {
+        return Some(match n.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(flow.executor(DaskExecutor::local(n))),
+            _ => Err(format!(
+                "`--executor {spec}`: `{n}` is not a number of workers (dask-local:2 starts a local cluster of 2)"
+            )),
+        });
+    }
+    let address = spec
+        .strip_prefix("dask://")
+        .map(|rest| format!("tcp://{rest}"))
+        .or_else(|| spec.contains("://").then(|| spec.to_owned()))?;
+    Some(
+        DaskExecutor::connect(&address)
+            .map(|executor| flow.executor(executor))
+            .map_err(|e| format!("`--executor {spec}`: {e}")),
+    )
+}
+
+#[cfg(not(feature = "dask"))]
+fn dask_executor(_flow: DynFlow, spec: &str) -> Option<Result<DynFlow, String>> {
+    (spec.starts_with("dask")).then(|| {
+        Err(format!(
+            "`--executor {spec}`: this program was built without Dask (the `dask` feature of tideflow)"
+        ))
+    })
+}
+
+/// Logs to standard error, colored on a terminal; `RUST_LOG` filters (default `info`).
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_env_filter(filter)
+        .try_init();
+}
