@@ -123,6 +123,8 @@ pub use flow_runtime::{event, wire, worker, RunHandle};
 pub use flow_cli as cli;
 #[cfg(feature = "dask")]
 pub use flow_dask as dask;
+#[cfg(feature = "history")]
+pub use flow_history as history;
 pub use flow_runtime::registry::{registered_flows, DynFlow, DynFlowRun, FlowRegistration};
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};

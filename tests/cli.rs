@@ -31,11 +31,24 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
+/// The run history these tests' runs go to (not the user's `~/.tideflow`).
+fn home() -> &'static std::path::Path {
+    static HOME: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| tempfile::tempdir().expect("a temporary folder"))
+        .path()
+}
+
 /// Runs the example `name` with `args` from the repository's root (where the examples'
-/// default data paths point), logs off.
+/// default data paths point), logs off, its history in [`home`].
 fn cli(name: &str, args: &[&str]) -> Output {
+    cli_in(home(), name, args)
+}
+
+/// As [`cli`], with the history in `home`.
+fn cli_in(home: &std::path::Path, name: &str, args: &[&str]) -> Output {
     Command::new(example(name))
         .args(args)
+        .env("TIDEFLOW_HOME", home)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("RUST_LOG", "off")
         .env_remove("TIDEFLOW_WORKER")
@@ -264,5 +277,219 @@ fn usage_errors_exit_2_with_one_clear_line() {
 fn the_sequential_executor_is_one_switch() {
     let out = cli("nyc_taxi_tips", &["--executor", "sequential"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).ends_with(TIPS_TABLE));
+}
+
+/// The id of the newest run in `home`'s history.
+fn newest_run(home: &std::path::Path) -> String {
+    let out = cli_in(home, "nyc_taxi_tips", &["runs", "--json", "--limit", "1"]);
+    let runs: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    runs[0]["id"].as_str().expect("an id").to_owned()
+}
+
+#[test]
+fn runs_show_and_logs_read_what_run_recorded() {
+    let home = tempfile::tempdir().expect("a folder");
+    let home = home.path();
+    assert_eq!(cli_in(home, "nyc_taxi_tips", &[]).status.code(), Some(0));
+    let ok = newest_run(home);
+    let out = cli_in(
+        home,
+        "ticket_model_evaluation",
+        &["-p", "batch_size=30", "-p", "trial_id=4"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let ticket = newest_run(home);
+    let out = cli_in(
+        home,
+        "nyc_taxi_tips",
+        &["-p", "path=examples/data/no_such_file.csv"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let failed = newest_run(home);
+
+    // `runs`: the newest first, with their states; filters by state and flow.
+    let out = cli_in(home, "nyc_taxi_tips", &["runs"]);
+    let text = stdout(&out);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert_eq!(
+        rows.iter().map(|r| (r[0], r[1], r[2])).collect::<Vec<_>>(),
+        [
+            (&failed[..8], "nyc_taxi_tips", "Failed"),
+            (&ticket[..8], "ticket_model_evaluation", "Success"),
+            (&ok[..8], "nyc_taxi_tips", "Success"),
+        ]
+    );
+    let out = cli_in(home, "nyc_taxi_tips", &["runs", "--state", "failed", "--json"]);
+    let only: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(only.as_array().map(Vec::len), Some(1));
+    assert_eq!(only[0]["id"], failed.as_str());
+    assert_eq!(
+        only[0]["parameters"],
+        serde_json::json!({"path": "examples/data/no_such_file.csv"})
+    );
+    let out = cli_in(
+        home,
+        "nyc_taxi_tips",
+        &["runs", "--flow", "ticket_model_evaluation", "--json"],
+    );
+    let only: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(
+        only[0]["parameters"],
+        serde_json::json!({"trial_id": 4, "batch_size": 30, "path": "examples/data/incident_event_log_sample.csv"})
+    );
+
+    // `show` by the first characters of the id: states, attempts, messages.
+    let out = cli_in(home, "nyc_taxi_tips", &["show", &failed[..8]]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("run {failed} of flow `nyc_taxi_tips` (version ")),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nparameters: {\"path\":\"examples/data/no_such_file.csv\"}\n"),
+        "{text}"
+    );
+    let tasks: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("task "))
+        .skip(1)
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    assert_eq!(
+        tasks,
+        [
+            vec!["trips", "Failed", "1"],
+            vec!["means", "TriggerFailed", "0"],
+            vec!["clean", "TriggerFailed", "0"]
+        ]
+    );
+    assert!(
+        text.contains("cannot read `examples/data/no_such_file.csv`"),
+        "{text}"
+    );
+
+    // `logs` of one task run: what its body logged.
+    let out = cli_in(home, "nyc_taxi_tips", &["logs", &ticket, "--task", "log_summary"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let summary = text
+        .lines()
+        .find(|l| l.contains("log_summary: trial summary: {"))
+        .unwrap_or_else(|| panic!("the trial's summary in its logs: {text}"));
+    assert!(summary.contains("\"trial_id\":4,\"count\":30,"), "{summary}");
+    assert!(text.lines().all(|l| l.contains(" log_summary: ")), "{text}");
+    let out = cli_in(home, "nyc_taxi_tips", &["logs", &ok, "--task", "clean"]);
+    assert!(
+        stdout(&out).contains("INFO  clean: dropped passenger count 0 (mean tip $2.7985)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Unknown runs and tasks: exit 2, one line.
+    let out = cli_in(home, "nyc_taxi_tips", &["show", "abcdef12"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        "error: no run `abcdef12` in the run history (`runs` lists them)\n"
+    );
+    let out = cli_in(home, "nyc_taxi_tips", &["logs", &ok, "--task", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!("error: run {ok} has no task `nope`; its tasks are: `trips`, `means`, `clean`\n")
+    );
+}
+
+#[test]
+fn two_programs_record_into_one_history_at_once() {
+    let home = tempfile::tempdir().expect("a folder");
+    let spawn = |trial: &str| {
+        Command::new(example("ticket_model_evaluation"))
+            .args(["-p", &format!("trial_id={trial}"), "-p", "batch_size=200"])
+            .env("TIDEFLOW_HOME", home.path())
+            .env("RUST_LOG", "off")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("starts")
+    };
+    let mut children: Vec<_> = (0..4).map(|i| spawn(&i.to_string())).collect();
+    for child in &mut children {
+        assert_eq!(child.wait().expect("ends").code(), Some(0));
+    }
+    let out = cli_in(home.path(), "ticket_model_evaluation", &["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    let runs = runs.as_array().expect("an array");
+    assert_eq!(runs.len(), 4);
+    assert!(runs.iter().all(|r| r["state"] == "Success"), "{runs:?}");
+    let mut trials: Vec<u64> = runs
+        .iter()
+        .map(|r| r["parameters"]["trial_id"].as_u64().expect("a trial"))
+        .collect();
+    trials.sort_unstable();
+    assert_eq!(trials, [0, 1, 2, 3]);
+    for run in runs {
+        let id = run["id"].as_str().expect("an id");
+        let out = cli_in(home.path(), "ticket_model_evaluation", &["show", id, "--json"]);
+        let shown: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+        let tasks = shown["tasks"].as_array().expect("tasks");
+        assert_eq!(tasks.len(), 9);
+        assert!(
+            tasks
+                .iter()
+                .all(|t| t["state"] == "Success" && t["attempts"] == 1),
+            "{tasks:?}"
+        );
+    }
+}
+
+#[test]
+fn a_history_that_cannot_be_used_stops_the_run_with_one_line() {
+    let dir = tempfile::tempdir().expect("a folder");
+    // TIDEFLOW_HOME names a file.
+    let file = dir.path().join("not-a-folder");
+    std::fs::write(&file, "x").expect("written");
+    let out = cli_in(&file, "nyc_taxi_tips", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: TIDEFLOW_HOME is {}, which is a file, not a folder: point TIDEFLOW_HOME at a folder (or run with \
+             --no-history)\n",
+            file.display()
+        )
+    );
+    assert_eq!(stdout(&out), "", "nothing ran");
+    // A damaged database: refused, and left as it was.
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("made");
+    let garbage = vec![0x5au8; 8192];
+    std::fs::write(home.join("tideflow.db"), &garbage).expect("written");
+    let out = cli_in(&home, "nyc_taxi_tips", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: the run history {} cannot be used: file is not a database: it is not a SQLite database (damaged?); \
+             move it away and a new one is made (or run with --no-history)\n",
+            home.join("tideflow.db").display()
+        )
+    );
+    assert_eq!(
+        std::fs::read(home.join("tideflow.db")).expect("still there"),
+        garbage
+    );
+    let out = cli_in(&home, "nyc_taxi_tips", &["runs"]);
+    assert_eq!(out.status.code(), Some(2));
+    // --no-history runs anyway.
+    let out = cli_in(&home, "nyc_taxi_tips", &["--no-history"]);
+    assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).ends_with(TIPS_TABLE));
 }

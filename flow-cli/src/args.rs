@@ -30,6 +30,40 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List past and running runs, the newest first.
+    Runs {
+        /// Runs of this flow only.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Runs in this state only (`failed`, `running`, `crashed`...).
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// One JSON array on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run: its state, parameters and task runs (children counted by state).
+    Show {
+        /// The run's id, or its first characters (`runs` shows them).
+        run: String,
+        /// One JSON object on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's log lines.
+    Logs {
+        /// The run's id, or its first characters.
+        run: String,
+        /// One task run's lines only: `clean`, or a mapped child, `clean[3]`.
+        #[arg(long)]
+        task: Option<String>,
+        /// Keep printing new lines until the run ends.
+        #[arg(long)]
+        follow: bool,
+    },
     /// Print a flow's graph.
     Graph {
         /// The flow's name.
@@ -59,6 +93,9 @@ pub(crate) struct RunArgs {
     /// summary.
     #[arg(long)]
     pub json: bool,
+    /// Do not record the run in the history (`$TIDEFLOW_HOME/tideflow.db`).
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

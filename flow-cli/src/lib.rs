@@ -3,13 +3,16 @@
 //!
 //! ```no_run
 //! fn main() -> std::process::ExitCode {
-//!     tideflow::cli::main()
+//!     flow_cli::main() // `tideflow::cli::main()` through the `tideflow` crate
 //! }
 //! ```
 //!
 //! - `run <flow> [--param name=value]... [--params file.json] [--executor E] [--json]`
 //! - `list [--json]`: the flows, their parameters with types and defaults
 //! - `graph <flow> [--format mermaid|dot]`
+//! - `runs [--flow F] [--state S] [--limit N]`, `show <run>`, `logs <run> [--task t[3]]
+//!   [--follow]`: the run history (`$TIDEFLOW_HOME/tideflow.db`), where `run` records
+//!   every run unless `--no-history`
 //!
 //! With no subcommand, a program with one flow runs it (the options of `run` apply).
 //! Exit code 0 when the run succeeded, 1 when it failed, 2 for a usage error. Started as
@@ -18,6 +21,7 @@
 #![warn(missing_docs)]
 
 mod args;
+mod history;
 mod params;
 
 use std::ffi::OsString;
@@ -94,6 +98,16 @@ fn dispatch(program: &str, flows: &[&FlowRegistration], args: Args) -> Result<Ex
         Some(Command::List { json }) => {
             list(flows, json);
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Runs {
+            flow,
+            state,
+            limit,
+            json,
+        }) => history::runs(flow, state, limit, json).map(|()| ExitCode::SUCCESS),
+        Some(Command::Show { run, json }) => history::show(&run, json).map(|()| ExitCode::SUCCESS),
+        Some(Command::Logs { run, task, follow }) => {
+            history::logs(&run, task.as_deref(), follow).map(|()| ExitCode::SUCCESS)
         }
         Some(Command::Graph { flow, format }) => {
             let flow = (find(flows, &flow)?.build)();
@@ -212,11 +226,35 @@ fn list(flows: &[&FlowRegistration], json: bool) {
 fn run_flow(reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, String> {
     let flow = params::apply((reg.build)(), options.params_file.as_deref(), &options.params)?;
     let flow = with_executor(flow, &options.executor)?;
+    // Recorded unless told not to; a history that cannot be used stops the run before
+    // it starts.
+    let history = if options.no_history {
+        None
+    } else {
+        Some(history::open().map_err(|e| format!("{e} (or run with --no-history)"))?)
+    };
+    let flow = match &history {
+        Some(h) => {
+            h.capture_logs();
+            h.record(flow)
+        }
+        None => flow,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let run = runtime.block_on(flow.run());
+    drop(flow);
+    if let Some(h) = &history {
+        if !h.wait(run.id()) {
+            eprintln!(
+                "warning: the run history {} may miss the end of this run",
+                h.path().display()
+            );
+        }
+        h.close();
+    }
     let mut out = std::io::stdout().lock();
     if options.json {
         let record = serde_json::json!({
@@ -297,10 +335,17 @@ fn dask_executor(_flow: DynFlow, spec: &str) -> Option<Result<DynFlow, String>> 
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let terminal = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .with_env_filter(filter)
+        .with_filter(filter);
+    // The history keeps task runs' lines at `info` and above, whatever `RUST_LOG` says.
+    let _ = tracing_subscriber::registry()
+        .with(terminal)
+        .with(flow_history::HistoryLayer::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO))
         .try_init();
 }

@@ -152,6 +152,18 @@ impl Subscription {
         }
     }
 
+    /// The next event, blocking the thread until it comes (for a subscriber on a thread
+    /// of its own, outside any async runtime); `None` as for [`Subscription::recv`].
+    ///
+    /// # Panics
+    /// When called from within an async runtime (use [`Subscription::recv`] there).
+    pub fn blocking_recv(&mut self) -> Option<Received> {
+        match self.rx.blocking_recv() {
+            Some(r) => Some(r),
+            None => self.trailing(),
+        }
+    }
+
     /// The next event if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Received> {
         match self.rx.try_recv() {

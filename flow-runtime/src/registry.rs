@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use crate::error::FlowError;
+use crate::event::{Delivery, Subscription};
 use crate::executor::Executor;
 use crate::flow::Flow;
 use crate::graph::Graph;
@@ -126,6 +127,7 @@ trait AnyFlow: Send + Sync {
     fn params(&self) -> Vec<(&'static str, serde_json::Value)>;
     fn with_param_json(&self, name: &str, json: serde_json::Value) -> Result<Box<dyn AnyFlow>, FlowError>;
     fn with_executor(&self, executor: Executor) -> Box<dyn AnyFlow>;
+    fn subscribe(&mut self, delivery: Delivery) -> Subscription;
     fn run(&self, view: OutputView) -> BoxRun;
 }
 
@@ -148,6 +150,10 @@ impl<O: Send + Sync + 'static> AnyFlow for Flow<O> {
 
     fn with_executor(&self, executor: Executor) -> Box<dyn AnyFlow> {
         Box::new(self.clone().executor(executor))
+    }
+
+    fn subscribe(&mut self, delivery: Delivery) -> Subscription {
+        Flow::subscribe(self, delivery)
     }
 
     fn run(&self, view: OutputView) -> BoxRun {
@@ -242,6 +248,11 @@ impl DynFlow {
             flow: self.flow.with_executor(executor.into()),
             view: self.view,
         }
+    }
+
+    /// Subscribes to the events of this flow's runs (see [`Flow::subscribe`]).
+    pub fn subscribe(&mut self, delivery: Delivery) -> Subscription {
+        self.flow.subscribe(delivery)
     }
 
     /// Runs the flow to its end.

@@ -1,0 +1,301 @@
+//! Reading the history: runs, a run's task runs, its log lines.
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::{History, HistoryError};
+
+/// A flow run as the history has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    /// The run's id.
+    pub id: String,
+    /// The flow's name.
+    pub flow: String,
+    /// The flow's version (a hash of its graph).
+    pub version: String,
+    /// The parameters' values.
+    pub parameters: serde_json::Value,
+    /// The state's name (`Running`, `Success`, `Failed`, `Crashed`...).
+    pub state: String,
+    /// The state's message.
+    pub message: Option<String>,
+    /// When the run was first seen, in seconds since the Unix epoch.
+    pub created_at: f64,
+    /// When it started running.
+    pub started_at: Option<f64>,
+    /// When it ended.
+    pub ended_at: Option<f64>,
+    /// The process that ran it.
+    pub pid: u32,
+    /// The host it ran on.
+    pub host: String,
+}
+
+/// A task run (or mapped child) as the history has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRunRecord {
+    /// The task's position in the flow's graph.
+    pub node: u32,
+    /// Its name in the flow (its binding).
+    pub task: String,
+    /// The child's index, for a mapped child.
+    pub map_index: Option<u32>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The state's name.
+    pub state: String,
+    /// The state's message.
+    pub message: Option<String>,
+    /// When it first ran.
+    pub started_at: Option<f64>,
+    /// When it ended.
+    pub ended_at: Option<f64>,
+}
+
+impl TaskRunRecord {
+    /// `clean[3]` for a mapped child, `clean` otherwise.
+    pub fn name(&self) -> String {
+        match self.map_index {
+            Some(i) => format!("{}[{i}]", self.task),
+            None => self.task.clone(),
+        }
+    }
+}
+
+/// A log line of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    /// Its position in the history (lines after it have larger ones).
+    pub id: i64,
+    /// The task run's node, for a task run's line.
+    pub node: Option<u32>,
+    /// The task's name, for a task run's line.
+    pub task: Option<String>,
+    /// The child's index.
+    pub map_index: Option<u32>,
+    /// The attempt.
+    pub attempt: Option<u32>,
+    /// `ERROR`, `WARN`, `INFO`...
+    pub level: String,
+    /// When, in seconds since the Unix epoch.
+    pub at: f64,
+    /// The `tracing` target.
+    pub target: String,
+    /// The message.
+    pub message: String,
+    /// The other fields, as a JSON object.
+    pub fields: Option<String>,
+}
+
+/// Which runs [`History::runs`] lists.
+#[derive(Clone, Debug, Default)]
+pub struct RunFilter {
+    /// Runs of this flow only.
+    pub flow: Option<String>,
+    /// Runs in this state only (`failed`, `Running`...; any case).
+    pub state: Option<String>,
+    /// At most this many, the newest first (all when `None`).
+    pub limit: Option<usize>,
+}
+
+/// `2026-11-28 23:54:22` (UTC) for seconds since the Unix epoch.
+pub fn format_time(seconds: f64) -> String {
+    let secs = seconds.floor() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
+}
+
+const RUN_COLUMNS: &str =
+    "id, flow, version, parameters, state, message, created_at, started_at, ended_at, pid, host";
+
+fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let parameters: String = r.get(3)?;
+    Ok(RunRecord {
+        id: r.get(0)?,
+        flow: r.get(1)?,
+        version: r.get(2)?,
+        parameters: serde_json::from_str(&parameters).unwrap_or(serde_json::Value::Null),
+        state: r.get(4)?,
+        message: r.get(5)?,
+        created_at: r.get(6)?,
+        started_at: r.get(7)?,
+        ended_at: r.get(8)?,
+        pid: r.get(9)?,
+        host: r.get(10)?,
+    })
+}
+
+impl History {
+    /// Runs, the newest first.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`] when the database cannot be read.
+    pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, HistoryError> {
+        let conn = self.reader();
+        let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM flow_run WHERE (?1 IS NULL OR flow = ?1) \
+                 AND (?2 IS NULL OR lower(state) = lower(?2)) ORDER BY run DESC LIMIT ?3"
+            ))
+            .map_err(|e| self.db_error(e))?;
+        let rows = stmt
+            .query_map(params![filter.flow, filter.state, limit], run_record)
+            .map_err(|e| self.db_error(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// The run whose id is `id`, or starts with `id` (at least 4 characters).
+    ///
+    /// # Errors
+    /// [`HistoryError::UnknownRun`], [`HistoryError::AmbiguousRun`],
+    /// [`HistoryError::Database`].
+    pub fn run(&self, id: &str) -> Result<RunRecord, HistoryError> {
+        let unknown = || HistoryError::UnknownRun { given: id.to_owned() };
+        let conn = self.reader();
+        let exact = conn
+            .query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM flow_run WHERE id = ?1"),
+                [id],
+                run_record,
+            )
+            .optional()
+            .map_err(|e| self.db_error(e))?;
+        if let Some(run) = exact {
+            return Ok(run);
+        }
+        if id.len() < 4 || !id.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Err(unknown());
+        }
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM flow_run WHERE id >= ?1 AND id < ?1 || 'g' ORDER BY run DESC LIMIT 2"
+            ))
+            .map_err(|e| self.db_error(e))?;
+        let found: Vec<RunRecord> = stmt
+            .query_map([id.to_ascii_lowercase()], run_record)
+            .map_err(|e| self.db_error(e))?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_error(e))?;
+        match found.len() {
+            0 => Err(unknown()),
+            1 => Ok(found.into_iter().next().ok_or_else(unknown)?),
+            _ => {
+                let count: usize = conn
+                    .query_row(
+                        "SELECT count(*) FROM flow_run WHERE id >= ?1 AND id < ?1 || 'g'",
+                        [id.to_ascii_lowercase()],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| self.db_error(e))?;
+                Err(HistoryError::AmbiguousRun {
+                    given: id.to_owned(),
+                    count,
+                })
+            }
+        }
+    }
+
+    /// The task runs of the run `id` (its full id), in the flow's order, each task's
+    /// children after it by index.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn task_runs(&self, id: &str) -> Result<Vec<TaskRunRecord>, HistoryError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare(
+                "SELECT t.node, t.task, t.map_index, t.attempts, t.state, t.message, t.started_at, t.ended_at \
+                 FROM task_run t JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 ORDER BY t.node, t.map_index",
+            )
+            .map_err(|e| self.db_error(e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                let index: i64 = r.get(2)?;
+                Ok(TaskRunRecord {
+                    node: r.get(0)?,
+                    task: r.get(1)?,
+                    map_index: u32::try_from(index).ok(),
+                    attempts: r.get(3)?,
+                    state: r.get(4)?,
+                    message: r.get(5)?,
+                    started_at: r.get(6)?,
+                    ended_at: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.db_error(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// The log lines of the run `id` (its full id) after the line `after` (0: from the
+    /// first), of one task run when `task` names it (`(name, index)`), in order.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn logs(
+        &self,
+        id: &str,
+        task: Option<(&str, Option<u32>)>,
+        after: i64,
+    ) -> Result<Vec<LogLine>, HistoryError> {
+        let conn = self.reader();
+        let (name, index) = match task {
+            Some((name, index)) => (Some(name), Some(index.map_or(-1, i64::from))),
+            None => (None, None),
+        };
+        let mut stmt = conn
+            .prepare(
+                "SELECT l.id, l.node, \
+                 (SELECT t.task FROM task_run t WHERE t.run = l.run AND t.node = l.node LIMIT 1), \
+                 l.map_index, l.attempt, l.level, l.at, l.target, l.message, l.fields \
+                 FROM log l JOIN flow_run f ON f.run = l.run WHERE f.id = ?1 AND l.id > ?2 \
+                 AND (?3 IS NULL OR (l.node IN (SELECT node FROM task_run t WHERE t.run = l.run AND t.task = ?3) \
+                 AND coalesce(l.map_index, -1) = ?4)) ORDER BY l.id",
+            )
+            .map_err(|e| self.db_error(e))?;
+        let rows = stmt
+            .query_map(params![id, after, name, index], |r| {
+                Ok(LogLine {
+                    id: r.get(0)?,
+                    node: r.get(1)?,
+                    task: r.get(2)?,
+                    map_index: r.get(3)?,
+                    attempt: r.get(4)?,
+                    level: r.get(5)?,
+                    at: r.get(6)?,
+                    target: r.get(7)?,
+                    message: r.get(8)?,
+                    fields: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.db_error(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_error(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn times_are_shown_as_utc_dates() {
+        assert_eq!(format_time(0.0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(1_795_996_462.5), "2026-11-29 23:54:22");
+        assert_eq!(format_time(951_782_400.0), "2000-02-29 00:00:00");
+    }
+}

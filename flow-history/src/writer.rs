@@ -1,0 +1,440 @@
+//! The writer thread: events and log lines in, batched `IMMEDIATE` transactions out.
+//!
+//! Everything queued when a transaction starts goes into it: under load, batches grow
+//! and the cost per event falls. Within a batch, a task run's row is written once, with
+//! its last state (every event is still written to `state_event`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use flow_runtime::event::RunEvent;
+use flow_runtime::FlowRunId;
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use crate::process::{self, seconds};
+use crate::{RunInfo, Written};
+
+/// What the writer is sent.
+pub(crate) enum Msg {
+    /// Events of a recorded flow's runs, in order.
+    Events {
+        /// The flow's run info.
+        info: Arc<RunInfo>,
+        /// The events.
+        events: Vec<RunEvent>,
+    },
+    /// A log line of a run.
+    Log(LogRecord),
+    /// Write what is queued, then stop.
+    Close,
+}
+
+/// A log line, filed under its run (and task run, and attempt).
+pub(crate) struct LogRecord {
+    pub run: FlowRunId,
+    pub node: Option<u32>,
+    pub map_index: Option<u32>,
+    pub attempt: Option<u32>,
+    pub level: &'static str,
+    pub at: f64,
+    pub target: String,
+    pub message: String,
+    pub fields: Option<String>,
+}
+
+/// How often the writer tells the database that this program's open runs are alive.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// At most this many messages go into one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Log lines of runs not yet in the database (their first event still on its way) are
+/// kept for them, up to this many.
+const PENDING_LOGS: usize = 100_000;
+
+pub(crate) fn spawn(
+    conn: Connection,
+    path: PathBuf,
+    rx: Receiver<Msg>,
+    written: Arc<Written>,
+) -> JoinHandle<()> {
+    let mut writer = Writer {
+        conn,
+        path,
+        runs: HashMap::new(),
+        open: HashSet::new(),
+        pending_logs: HashMap::new(),
+        pending_count: 0,
+        written,
+        pid: std::process::id(),
+        pid_started: process::started(std::process::id()),
+        host: process::host(),
+        failures: 0,
+    };
+    std::thread::Builder::new()
+        .name("tideflow-history".into())
+        .spawn(move || {
+            writer.run(&rx);
+            *writer
+                .written
+                .stopped
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = true;
+            writer.written.changed.notify_all();
+        })
+        .unwrap_or_else(|e| panic!("cannot start the run history's writer thread: {e}"))
+}
+
+struct Writer {
+    conn: Connection,
+    path: PathBuf,
+    /// Run rows by run id.
+    runs: HashMap<FlowRunId, i64>,
+    /// Runs of this program not finished yet (their heartbeats).
+    open: HashSet<i64>,
+    pending_logs: HashMap<FlowRunId, Vec<LogRecord>>,
+    pending_count: usize,
+    written: Arc<Written>,
+    pid: u32,
+    pid_started: Option<i64>,
+    host: String,
+    /// Batches that could not be written (said once in the logs).
+    failures: u64,
+}
+
+/// A task run's row, as the batch leaves it.
+struct TaskRow {
+    task: Arc<str>,
+    attempts: u32,
+    state: &'static str,
+    message: Option<String>,
+    started_at: Option<f64>,
+    ended_at: Option<f64>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: &Receiver<Msg>) {
+        let mut last_beat = Instant::now();
+        loop {
+            let first = match rx.recv_timeout(HEARTBEAT) {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.heartbeat();
+                    last_beat = Instant::now();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            let close = batch.iter().any(|m| matches!(m, Msg::Close));
+            self.write(batch);
+            if last_beat.elapsed() >= HEARTBEAT {
+                self.heartbeat();
+                last_beat = Instant::now();
+            }
+            if close {
+                return;
+            }
+        }
+    }
+
+    /// Writes one batch in one transaction, retrying a few times when another program
+    /// holds the lock past the busy timeout.
+    fn write(&mut self, batch: Vec<Msg>) {
+        let mut finished = Vec::new();
+        let mut result = Err(rusqlite::Error::InvalidQuery);
+        for _ in 0..3 {
+            finished.clear();
+            let runs_before = self.runs.clone();
+            result = self.write_once(&batch, &mut finished);
+            if result.is_ok() {
+                break;
+            }
+            // Rows made in the failed transaction do not exist.
+            self.runs = runs_before;
+        }
+        match result {
+            Ok(()) => {
+                if !finished.is_empty() {
+                    let mut done = self
+                        .written
+                        .finished
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    done.extend(finished);
+                    drop(done);
+                    self.written.changed.notify_all();
+                }
+            }
+            Err(e) => {
+                self.failures += 1;
+                if self.failures == 1 {
+                    tracing::error!(
+                        target: "tideflow::history",
+                        "cannot write to the run history {}: {}",
+                        self.path.display(),
+                        crate::explain(&e)
+                    );
+                }
+            }
+        }
+    }
+
+    fn write_once(&mut self, batch: &[Msg], finished: &mut Vec<FlowRunId>) -> rusqlite::Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut tasks: HashMap<(i64, u32, i64), TaskRow> = HashMap::new();
+        let mut touched: HashMap<i64, f64> = HashMap::new();
+        let mut logs: Vec<&LogRecord> = Vec::new();
+        let mut made: Vec<FlowRunId> = Vec::new();
+        {
+            let mut insert_event = tx.prepare_cached(
+                "INSERT OR IGNORE INTO state_event (run, seq, node, map_index, attempt, old, new, message, at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for msg in batch {
+                match msg {
+                    Msg::Events { info, events } => {
+                        for ev in events {
+                            let run = match self.runs.get(&ev.flow_run_id) {
+                                Some(&run) => run,
+                                None => {
+                                    let run = Self::insert_run(
+                                        &tx,
+                                        info,
+                                        ev,
+                                        self.pid,
+                                        self.pid_started,
+                                        &self.host,
+                                    )?;
+                                    self.runs.insert(ev.flow_run_id, run);
+                                    self.open.insert(run);
+                                    made.push(ev.flow_run_id);
+                                    run
+                                }
+                            };
+                            let at = seconds(ev.at);
+                            let node = ev.task_run_id.map(|t| t.node);
+                            let message = ev.new.message();
+                            insert_event.execute(params![
+                                run,
+                                ev.seq,
+                                node,
+                                ev.map_index,
+                                ev.attempt,
+                                ev.old.name(),
+                                ev.new.name(),
+                                message,
+                                at
+                            ])?;
+                            touched.insert(run, at);
+                            match (node, &ev.task) {
+                                (Some(node), Some(task)) => {
+                                    let index = ev.map_index.map_or(-1, i64::from);
+                                    let row = tasks.entry((run, node, index)).or_insert_with(|| TaskRow {
+                                        task: Arc::clone(task),
+                                        attempts: 0,
+                                        state: "Pending",
+                                        message: None,
+                                        started_at: None,
+                                        ended_at: None,
+                                    });
+                                    row.attempts = row.attempts.max(ev.attempt);
+                                    row.state = ev.new.name();
+                                    row.message = message.map(str::to_owned);
+                                    if matches!(ev.new, flow_runtime::State::Running)
+                                        && row.started_at.is_none()
+                                    {
+                                        row.started_at = Some(at);
+                                    }
+                                    row.ended_at =
+                                        (ev.new.is_finished() && !ev.new.is_mapped()).then_some(at);
+                                }
+                                _ => {
+                                    Self::update_run(&tx, run, ev, at)?;
+                                    if ev.new.is_finished() {
+                                        self.open.remove(&run);
+                                        finished.push(ev.flow_run_id);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Msg::Log(record) => logs.push(record),
+                    Msg::Close => {}
+                }
+            }
+        }
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO task_run (run, node, map_index, task, attempts, state, message, started_at, ended_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT (run, node, map_index) DO UPDATE SET \
+                 attempts = max(attempts, excluded.attempts), state = excluded.state, message = excluded.message, \
+                 started_at = coalesce(task_run.started_at, excluded.started_at), ended_at = excluded.ended_at",
+            )?;
+            for ((run, node, index), row) in &tasks {
+                upsert.execute(params![
+                    run,
+                    node,
+                    index,
+                    &*row.task,
+                    row.attempts,
+                    row.state,
+                    row.message,
+                    row.started_at,
+                    row.ended_at
+                ])?;
+            }
+            let mut last = tx.prepare_cached(
+                "UPDATE flow_run SET last_event_at = max(last_event_at, ?2) WHERE run = ?1",
+            )?;
+            for (run, at) in &touched {
+                last.execute(params![run, at])?;
+            }
+        }
+        // Log lines: those of runs now known, and those waiting for their run's row.
+        let mut waiting: Vec<LogRecord> = Vec::new();
+        for id in &made {
+            if let Some(lines) = self.pending_logs.remove(id) {
+                self.pending_count -= lines.len();
+                waiting.extend(lines);
+            }
+        }
+        {
+            let mut insert_log = tx.prepare_cached(
+                "INSERT INTO log (run, node, map_index, attempt, level, at, target, message, fields) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for record in waiting.iter().chain(logs.iter().copied()) {
+                if let Some(&run) = self.runs.get(&record.run) {
+                    insert_log.execute(params![
+                        run,
+                        record.node,
+                        record.map_index,
+                        record.attempt,
+                        record.level,
+                        record.at,
+                        record.target,
+                        record.message,
+                        record.fields
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        // Lines of runs whose first event has not come yet: kept for it.
+        for record in batch.iter().filter_map(|m| match m {
+            Msg::Log(r) if !self.runs.contains_key(&r.run) => Some(r),
+            _ => None,
+        }) {
+            if self.pending_count < PENDING_LOGS {
+                self.pending_count += 1;
+                self.pending_logs
+                    .entry(record.run)
+                    .or_default()
+                    .push(record.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn insert_run(
+        tx: &rusqlite::Transaction<'_>,
+        info: &RunInfo,
+        ev: &RunEvent,
+        pid: u32,
+        pid_started: Option<i64>,
+        host: &str,
+    ) -> rusqlite::Result<i64> {
+        let at = seconds(ev.at);
+        // A subflow's events come with its parent's subscription: its own name, no
+        // parameters known here.
+        let (version, parameters, description) = if ev.flow == info.flow {
+            (
+                info.version.as_str(),
+                info.parameters.to_string(),
+                info.description.as_str(),
+            )
+        } else {
+            ("", "{}".to_owned(), "")
+        };
+        tx.execute(
+            "INSERT INTO flow (name, description, version, seen_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (name) DO UPDATE SET description = excluded.description, version = excluded.version, \
+             seen_at = excluded.seen_at WHERE excluded.version != ''",
+            params![ev.flow, description, version, at],
+        )?;
+        tx.execute(
+            "INSERT INTO flow_run (id, flow, version, parameters, state, created_at, last_event_at, pid, pid_started, \
+             host, heartbeat_at) VALUES (?1, ?2, ?3, ?4, 'Pending', ?5, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT (id) DO NOTHING",
+            params![ev.flow_run_id.to_string(), ev.flow, version, parameters, at, pid, pid_started, host, process::now()],
+        )?;
+        tx.query_row(
+            "SELECT run FROM flow_run WHERE id = ?1",
+            params![ev.flow_run_id.to_string()],
+            |r| r.get(0),
+        )
+    }
+
+    fn update_run(tx: &rusqlite::Transaction<'_>, run: i64, ev: &RunEvent, at: f64) -> rusqlite::Result<()> {
+        let started = matches!(ev.new, flow_runtime::State::Running).then_some(at);
+        let ended = ev.new.is_finished().then_some(at);
+        tx.prepare_cached(
+            "UPDATE flow_run SET state = ?2, message = ?3, started_at = coalesce(started_at, ?4), \
+             ended_at = coalesce(?5, ended_at) WHERE run = ?1",
+        )?
+        .execute(params![run, ev.new.name(), ev.new.message(), started, ended])?;
+        Ok(())
+    }
+
+    fn heartbeat(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let now = process::now();
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut beat = tx.prepare_cached("UPDATE flow_run SET heartbeat_at = ?2 WHERE run = ?1")?;
+                for run in &self.open {
+                    beat.execute(params![run, now])?;
+                }
+            }
+            tx.commit()
+        })();
+        if let Err(e) = result {
+            tracing::debug!(target: "tideflow::history", "heartbeat not written: {e}");
+        }
+    }
+}
+
+impl Clone for LogRecord {
+    fn clone(&self) -> Self {
+        LogRecord {
+            run: self.run,
+            node: self.node,
+            map_index: self.map_index,
+            attempt: self.attempt,
+            level: self.level,
+            at: self.at,
+            target: self.target.clone(),
+            message: self.message.clone(),
+            fields: self.fields.clone(),
+        }
+    }
+}
