@@ -13,6 +13,8 @@
 //!                                      the first run of `--repeat` includes its start)
 //!            --repeat K                run K times in this process, one line per run
 //!            --persist DIR             persist every result in a result store in DIR
+//!            --history DIR             record every run in the run history in DIR (the wall
+//!                                      time includes writing it all)
 //!            --json                    one JSON object per line instead of text
 //! ```
 //!
@@ -58,7 +60,7 @@ use workloads::{Body, Kind, Workload};
 const SERIES: [u64; 3] = [10_000, 100_000, 1_000_000];
 
 const USAGE: &str = "usage: cargo bench --bench scale -- [<map|chain|mapreduce> [<N>]] \
-                     [--sync|--async] [--executor local|sequential|dask-local:N] [--repeat K] [--persist DIR] [--json]";
+                     [--sync|--async] [--executor local|sequential|dask-local:N] [--repeat K] [--persist DIR] [--history DIR] [--json]";
 
 struct Args {
     kind: Option<Kind>,
@@ -68,6 +70,7 @@ struct Args {
     repeat: u32,
     json: bool,
     persist: Option<std::path::PathBuf>,
+    history: Option<std::path::PathBuf>,
     /// The options as given, passed on to each run of a series.
     options: Vec<String>,
 }
@@ -81,6 +84,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         repeat: 1,
         json: false,
         persist: None,
+        history: None,
         options: Vec::new(),
     };
     while let Some(arg) = args.next() {
@@ -102,6 +106,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                     ));
                 }
                 parsed.executor = v.clone();
+                parsed.options.extend([arg, v]);
+                continue;
+            }
+            "--history" => {
+                let v = value("--history")?;
+                parsed.history = Some(v.clone().into());
                 parsed.options.extend([arg, v]);
                 continue;
             }
@@ -219,6 +229,9 @@ fn measure(kind: Kind, n: u64, args: &Args) {
             None => LocalExecutor::new().into(),
         },
     };
+    let history = args.history.as_deref().map(|dir| {
+        tideflow::history::History::open_in(dir).unwrap_or_else(|e| panic!("cannot open the history: {e}"))
+    });
     let mut runs = Vec::new();
     let mut task_runs = 0;
     for _ in 0..args.repeat {
@@ -228,10 +241,16 @@ fn measure(kind: Kind, n: u64, args: &Args) {
         if let Some(dir) = &args.persist {
             workload = workload.persist_in(dir);
         }
+        if let Some(history) = &history {
+            workload = workload.record_in(history);
+        }
         let build = start.elapsed();
         task_runs = workload.task_runs();
         let start = Instant::now();
-        runtime.block_on(workload.run());
+        let id = runtime.block_on(workload.run());
+        if let Some(history) = &history {
+            assert!(history.wait(id), "the history did not write the run to its end");
+        }
         let wall = start.elapsed();
         let peak_kib = proc_status_kib("VmHWM");
         drop(workload);

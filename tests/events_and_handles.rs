@@ -214,6 +214,36 @@ async fn a_slow_lossless_subscriber_slows_the_run_and_misses_nothing() {
     }
 }
 
+#[task]
+fn add1(x: u64) -> u64 {
+    x + 1
+}
+
+flow! {
+    fn wide_map(n: u64 = 5000) -> u64 {
+        let xs = numbers(n);
+        let ys = add1.map(xs);
+        total(ys)
+    }
+}
+
+/// Short sync bodies run inline, so a map's events fill the outbox with nothing in
+/// flight: the run must go on once they are delivered (it used to wait forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribed_map_of_inline_tasks_runs_past_a_full_outbox() {
+    let mut flow = wide_map();
+    let mut events = flow.subscribe(Delivery::lossless(100_000));
+    let run = tokio::time::timeout(Duration::from_secs(30), flow.run())
+        .await
+        .expect("the run ends");
+    assert_eq!(run.output(), Ok(&(5000 * 5001 / 2)));
+    drop(flow);
+    let seen = drain(&mut events);
+    // The flow's 2, `xs`'s 2, `ys`'s 1 (Mapped), 2 per child, `total`'s 2.
+    assert_eq!(seen.len(), 2 + 2 + 1 + 2 * 5000 + 2);
+    assert!(seen.iter().enumerate().all(|(k, e)| e.seq == k as u64 + 1));
+}
+
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Takes 10 ms of tokio's clock.

@@ -210,6 +210,16 @@ impl Workload {
         self
     }
 
+    /// Records every run in `history`.
+    #[allow(dead_code)] // used by the scale bench, not the engine bench
+    pub fn record_in(mut self, history: &tideflow::history::History) -> Self {
+        self.flow = match self.flow {
+            Built::Vec(f) => Built::Vec(history.record(f)),
+            Built::U64(f) => Built::U64(history.record(f)),
+        };
+        self
+    }
+
     /// How many task runs one run makes.
     pub fn task_runs(&self) -> u64 {
         self.kind.task_runs(self.n)
@@ -220,7 +230,7 @@ impl Workload {
     ///
     /// # Panics
     /// A failed run, or an output other than the expected one.
-    pub async fn run(&self) {
+    pub async fn run(&self) -> tideflow::FlowRunId {
         match &self.flow {
             Built::Vec(flow) => {
                 let run = flow.run().await;
@@ -228,6 +238,7 @@ impl Workload {
                     Ok(out) => check_map(self.n, out),
                     Err(e) => self.failed(e),
                 }
+                run.id()
             }
             Built::U64(flow) => {
                 let run = flow.run().await;
@@ -235,6 +246,7 @@ impl Workload {
                     Ok(&out) => self.check(out),
                     Err(e) => self.failed(e),
                 }
+                run.id()
             }
         }
     }

@@ -38,7 +38,7 @@ use flow_runtime::{Flow, FlowRunId};
 use rusqlite::Connection;
 
 pub use layer::HistoryLayer;
-pub use query::{format_time, LogLine, RunFilter, RunRecord, TaskRunRecord};
+pub use query::{format_time, LogLine, RunFilter, RunRecord, StateEventRecord, TaskRunRecord};
 
 use writer::Msg;
 

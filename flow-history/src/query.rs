@@ -87,6 +87,27 @@ pub struct LogLine {
     pub fields: Option<String>,
 }
 
+/// A state change of a run or of one of its task runs, as the history has it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateEventRecord {
+    /// Its position in its run, from 1.
+    pub seq: u64,
+    /// The task run's node; `None` for the flow run's own.
+    pub node: Option<u32>,
+    /// The child's index.
+    pub map_index: Option<u32>,
+    /// The attempt it belongs to.
+    pub attempt: u32,
+    /// The state before.
+    pub old: String,
+    /// The state after.
+    pub new: String,
+    /// The new state's message.
+    pub message: Option<String>,
+    /// When, in seconds since the Unix epoch.
+    pub at: f64,
+}
+
 /// Which runs [`History::runs`] lists.
 #[derive(Clone, Debug, Default)]
 pub struct RunFilter {
@@ -234,6 +255,36 @@ impl History {
                     message: r.get(5)?,
                     started_at: r.get(6)?,
                     ended_at: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.db_error(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// Every state event of the run `id` (its full id), in order.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn events(&self, id: &str) -> Result<Vec<StateEventRecord>, HistoryError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare(
+                "SELECT e.seq, e.node, e.map_index, e.attempt, e.old, e.new, e.message, e.at \
+                 FROM state_event e JOIN flow_run f ON f.run = e.run WHERE f.id = ?1 ORDER BY e.seq",
+            )
+            .map_err(|e| self.db_error(e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(StateEventRecord {
+                    seq: r.get(0)?,
+                    node: r.get(1)?,
+                    map_index: r.get(2)?,
+                    attempt: r.get(3)?,
+                    old: r.get(4)?,
+                    new: r.get(5)?,
+                    message: r.get(6)?,
+                    at: r.get(7)?,
                 })
             })
             .map_err(|e| self.db_error(e))?;

@@ -384,12 +384,15 @@ impl Scheduler {
                 .extend((0..s.plans.len()).rev().filter(|&x| s.plans[x].waits == 0));
         }
         loop {
-            if !self.cancelled {
-                self.pump(s);
-            }
+            let held_back = !self.cancelled && self.pump(s);
             self.tr.publisher.flush().await;
             if self.flights.is_empty() && self.ready.is_empty() && self.newly_ready.is_empty() {
                 break;
+            }
+            if held_back {
+                // Work waited for room in the outbox, not for anything in flight (which
+                // may be nothing: inline bodies end as they start): start it now.
+                continue;
             }
             if self.jobs.is_empty() && self.stuck_on_tags() {
                 tracing::error!(
@@ -430,7 +433,7 @@ impl Scheduler {
                     // room for (its memory is reused while it is still in the
                     // allocator's per-thread cache).
                     while !self.cancelled && !self.tr.publisher.is_full() {
-                        self.pump(s);
+                        let _ = self.pump(s);
                         match self.backend.try_next_async() {
                             Some(r) => self.report(s, r),
                             None => break,
@@ -497,8 +500,9 @@ impl Scheduler {
     }
 
     /// Starts ready work until the concurrency limit is reached or nothing is ready (or
-    /// the events waiting for delivery fill the outbox).
-    fn pump(&mut self, s: &Static) {
+    /// the events waiting for delivery fill the outbox). Returns whether it stopped with
+    /// work ready because the outbox was full.
+    fn pump(&mut self, s: &Static) -> bool {
         loop {
             while let Some(ticket) = self.unblocked.pop_front() {
                 self.submit(s, ticket);
@@ -510,11 +514,14 @@ impl Scheduler {
                     self.push_ready(y, 0, 1);
                 }
             }
-            if self.flights.len() >= self.max_concurrency || self.tr.publisher.is_full() {
-                break;
+            if self.flights.len() >= self.max_concurrency {
+                return false;
+            }
+            if self.tr.publisher.is_full() {
+                return !self.ready.is_empty() || !self.unblocked.is_empty() || !self.newly_ready.is_empty();
             }
             let Some(top) = self.ready.peek_mut() else {
-                break;
+                return false;
             };
             let x = top.node.0 as usize;
             let i = top.start.0;

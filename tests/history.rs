@@ -1,0 +1,239 @@
+//! The run history (`tideflow::history`): what a recorded run leaves in SQLite, and a
+//! program killed mid-run (SIGKILL) whose run the next program marks `Crashed`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tideflow::history::{History, HistoryLayer, RunFilter};
+use tideflow::prelude::*;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+#[task]
+fn numbers(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+/// Doubles; element 3 fails its first attempt. Logs each attempt.
+#[task(max_retries = 2, retry_delay = "10ms")]
+fn flaky(x: u64, ctx: &TaskContext) -> Result<u64, TaskError> {
+    tracing::info!(element = x, "attempt {}", ctx.attempt());
+    if x == 3 && ctx.attempt() == 1 {
+        return Err(TaskError::fail("not yet"));
+    }
+    Ok(x * 2)
+}
+
+#[task]
+fn total(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+#[task]
+fn sleepy(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_secs(60));
+    x
+}
+
+flow! {
+    /// Doubles a few numbers, one of them on its second attempt.
+    fn recorded(n: u64 = 5) -> u64 {
+        let ns = numbers(n);
+        let doubled = flaky.map(ns);
+        total(doubled)
+    }
+
+    /// Sleeps a minute: killed before it ends.
+    fn long_one(x: u64 = 7) -> u64 {
+        let slept = sleepy(x);
+        total_of_one(slept)
+    }
+}
+
+#[task]
+fn total_of_one(x: u64) -> u64 {
+    x
+}
+
+/// Tests that point the log layer at their history run one at a time.
+static LOGS: Mutex<()> = Mutex::new(());
+
+fn install_layer() {
+    let _ = tracing_subscriber::registry()
+        .with(HistoryLayer::new())
+        .try_init();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_run_leaves_its_task_runs_events_and_logs() {
+    let _serial = LOGS.lock().unwrap_or_else(PoisonError::into_inner);
+    install_layer();
+    let home = tempfile::tempdir().expect("a folder");
+    let history = History::open_in(home.path()).expect("a history");
+    history.capture_logs();
+    let flow = history.record(recorded().with_param("n", 5).expect("a parameter"));
+    let run = flow.run().await;
+    assert_eq!(run.output(), Ok(&20));
+    assert!(history.wait(run.id()));
+    let id = run.id().to_string();
+
+    let runs = history.runs(&RunFilter::default()).expect("read");
+    assert_eq!(runs.len(), 1);
+    let record = &runs[0];
+    assert_eq!(
+        (record.id.as_str(), record.flow.as_str(), record.state.as_str()),
+        (id.as_str(), "recorded", "Success")
+    );
+    assert_eq!(record.parameters, serde_json::json!({"n": 5}));
+    assert_eq!(record.version.len(), 16);
+    assert_eq!(record.pid, std::process::id());
+    assert!(record.started_at.is_some() && record.ended_at >= record.started_at);
+
+    // Every task run and child, with its attempts.
+    let tasks = history.task_runs(&id).expect("read");
+    let rows: Vec<(String, &str, u32)> = tasks
+        .iter()
+        .map(|t| (t.name(), t.state.as_str(), t.attempts))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("ns".to_owned(), "Success", 1),
+            ("doubled".to_owned(), "Mapped", 0),
+            ("doubled[0]".to_owned(), "Success", 1),
+            ("doubled[1]".to_owned(), "Success", 1),
+            ("doubled[2]".to_owned(), "Success", 1),
+            ("doubled[3]".to_owned(), "Success", 2),
+            ("doubled[4]".to_owned(), "Success", 1),
+            ("total".to_owned(), "Success", 1),
+        ]
+    );
+
+    // The retried child's state events, in order.
+    let events = history.events(&id).expect("read");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=events.len() as u64).collect::<Vec<_>>()
+    );
+    let child: Vec<(u32, &str, &str)> = events
+        .iter()
+        .filter(|e| e.node == Some(1) && e.map_index == Some(3))
+        .map(|e| (e.attempt, e.old.as_str(), e.new.as_str()))
+        .collect();
+    assert_eq!(
+        child,
+        [
+            (1, "Pending", "Running"),
+            (1, "Running", "Failed"),
+            (1, "Failed", "Retrying"),
+            (2, "Retrying", "Running"),
+            (2, "Running", "Success")
+        ]
+    );
+    let flow_events: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.node.is_none())
+        .map(|e| (e.old.as_str(), e.new.as_str()))
+        .collect();
+    assert_eq!(flow_events, [("Pending", "Running"), ("Running", "Success")]);
+
+    // The child's log lines, each under its attempt.
+    let lines = history.logs(&id, Some(("doubled", Some(3))), 0).expect("read");
+    let body: Vec<(Option<u32>, &str, Option<&str>)> = lines
+        .iter()
+        .filter(|l| l.message.starts_with("attempt "))
+        .map(|l| (l.attempt, l.message.as_str(), l.fields.as_deref()))
+        .collect();
+    assert_eq!(
+        body,
+        [
+            (Some(1), "attempt 1", Some("{\"element\":3}")),
+            (Some(2), "attempt 2", Some("{\"element\":3}"))
+        ]
+    );
+    assert!(lines
+        .iter()
+        .all(|l| l.task.as_deref() == Some("doubled") && l.map_index == Some(3)));
+    history.close();
+}
+
+/// Run as a child process by the test below: records `long_one` in the history at
+/// `HISTORY_TEST_HOME` and is killed while `sleepy` sleeps.
+#[test]
+fn child_program() {
+    let Some(home) = std::env::var_os("HISTORY_TEST_HOME") else {
+        return;
+    };
+    let history = History::open_in(Path::new(&home)).expect("a history");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let flow = history.record(long_one());
+    let _ = runtime.block_on(flow.run());
+    unreachable!("killed before the run ends");
+}
+
+#[test]
+fn a_program_killed_mid_run_leaves_it_crashed_for_the_next_one() {
+    let home = tempfile::tempdir().expect("a folder");
+    let mut child = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["child_program", "--exact", "--nocapture"])
+        .env("HISTORY_TEST_HOME", home.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the child starts");
+
+    // Wait until the child's run is in the history with `sleepy` running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the child's run never showed up running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        let Ok(history) = History::open_in(home.path()) else {
+            continue;
+        };
+        let Some(run) = history
+            .runs(&RunFilter::default())
+            .expect("read")
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        let tasks = history.task_runs(&run.id).expect("read");
+        if tasks.iter().any(|t| t.task == "slept" && t.state == "Running") {
+            // The program is alive: opening the history left its run alone.
+            assert_eq!(run.state, "Running");
+            assert_eq!(run.ended_at, None);
+            break run.id;
+        }
+    };
+    // Opened once more while it runs: still left alone.
+    let history = History::open_in(home.path()).expect("a history");
+    assert_eq!(history.run(&id).expect("the run").state, "Running");
+    drop(history);
+
+    child.kill().expect("SIGKILL");
+    let status = child.wait().expect("it ended");
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9));
+
+    let history = History::open_in(home.path()).expect("a history");
+    let run = history.run(&id).expect("the run");
+    assert_eq!(run.state, "Crashed");
+    let events = history.events(&id).expect("read");
+    let last = events.last().expect("events").at;
+    assert_eq!(run.ended_at, Some(last), "ended at its last event");
+    let message = run.message.expect("a message");
+    assert!(
+        message.starts_with(&format!("its program (pid {} on ", child.id())),
+        "{message}"
+    );
+    let tasks = history.task_runs(&id).expect("read");
+    let states: Vec<(&str, &str)> = tasks
+        .iter()
+        .map(|t| (t.task.as_str(), t.state.as_str()))
+        .collect();
+    assert_eq!(states, [("slept", "Crashed")]);
+}
