@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tideflow::history::{History, HistoryLayer, RunFilter};
@@ -57,9 +56,6 @@ fn total_of_one(x: u64) -> u64 {
     x
 }
 
-/// Tests that point the log layer at their history run one at a time.
-static LOGS: Mutex<()> = Mutex::new(());
-
 fn install_layer() {
     let _ = tracing_subscriber::registry()
         .with(HistoryLayer::new())
@@ -68,7 +64,7 @@ fn install_layer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_run_leaves_its_task_runs_events_and_logs() {
-    let _serial = LOGS.lock().unwrap_or_else(PoisonError::into_inner);
+    // The one test here that points the log layer at its history.
     install_layer();
     let home = tempfile::tempdir().expect("a folder");
     let history = History::open_in(home.path()).expect("a history");
