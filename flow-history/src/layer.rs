@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 use std::str::FromStr;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::sync::{PoisonError, RwLock};
 
 use flow_runtime::FlowRunId;
@@ -20,10 +20,10 @@ use crate::writer::{LogRecord, Msg};
 
 /// Where the layer sends lines: the history that last called
 /// [`crate::History::capture_logs`], until it closes.
-static SINK: RwLock<Option<Sender<Msg>>> = RwLock::new(None);
+static SINK: RwLock<Option<SyncSender<Msg>>> = RwLock::new(None);
 
 /// Sends the log lines of runs to `tx` from now on (`None`: nowhere).
-pub(crate) fn capture(tx: Option<Sender<Msg>>) {
+pub(crate) fn capture(tx: Option<SyncSender<Msg>>) {
     *SINK.write().unwrap_or_else(PoisonError::into_inner) = tx;
 }
 

@@ -84,6 +84,14 @@ pub enum HistoryError {
         /// The newest this build knows.
         known: u32,
     },
+    /// A record in the database cannot be read.
+    #[error("the run history {} holds a damaged record: {what}", .path.display())]
+    Damaged {
+        /// The database file.
+        path: PathBuf,
+        /// Which record, and what is wrong with it.
+        what: String,
+    },
     /// No run has this id (or id prefix).
     #[error("no run `{given}` in the run history (`runs` lists them)")]
     UnknownRun {
@@ -206,6 +214,14 @@ impl Recordable for DynFlow {
 /// The events a recorded run may have queued for the history before it waits.
 const EVENTS_QUEUE: usize = 65_536;
 
+/// Messages (each up to `EVENTS_BATCH` events) queued for the writer before a recorded
+/// run waits for it: the memory a run can get ahead of its history by.
+const WRITER_QUEUE: usize = 32;
+
+/// How long the forwarding thread lets a recorded run's events gather once it has sent
+/// all there were.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// At most this many events go to the writer in one message.
 const EVENTS_BATCH: usize = 8_192;
 
@@ -221,7 +237,7 @@ pub(crate) struct Written {
 /// An open run history: records flows' runs, and reads what was recorded.
 pub struct History {
     path: PathBuf,
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::SyncSender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,
     written: Arc<Written>,
     read: Mutex<Connection>,
@@ -279,7 +295,7 @@ impl History {
         })?;
         let write = connect(path)?;
         let written = Arc::new(Written::default());
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE);
         let writer = writer::spawn(write, path.to_owned(), rx, Arc::clone(&written));
         Ok(History {
             path: path.to_owned(),
@@ -317,12 +333,18 @@ impl History {
                         }
                         next = events.try_recv();
                     }
+                    let drained = batch.len() < EVENTS_BATCH;
                     let msg = Msg::Events {
                         info: Arc::clone(&info),
                         events: batch,
                     };
                     if tx.send(msg).is_err() {
                         return;
+                    }
+                    if drained {
+                        // Let events gather instead of being woken for each one: a wake
+                        // per event costs the run more than the event's row.
+                        std::thread::sleep(GATHER);
                     }
                 }
             });

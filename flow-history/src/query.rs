@@ -270,26 +270,48 @@ impl History {
         let conn = self.reader();
         let mut stmt = conn
             .prepare(
-                "SELECT e.seq, e.node, e.map_index, e.attempt, e.old, e.new, e.message, e.at \
-                 FROM state_event e JOIN flow_run f ON f.run = e.run WHERE f.id = ?1 ORDER BY e.seq",
+                "SELECT e.events FROM state_events e JOIN flow_run f ON f.run = e.run WHERE f.id = ?1 \
+                 ORDER BY e.first_seq",
             )
             .map_err(|e| self.db_error(e))?;
-        let rows = stmt
-            .query_map([id], |r| {
-                Ok(StateEventRecord {
-                    seq: r.get(0)?,
-                    node: r.get(1)?,
-                    map_index: r.get(2)?,
-                    attempt: r.get(3)?,
-                    old: r.get(4)?,
-                    new: r.get(5)?,
-                    message: r.get(6)?,
-                    at: r.get(7)?,
-                })
-            })
+        let packs: Vec<String> = stmt
+            .query_map([id], |r| r.get(0))
+            .map_err(|e| self.db_error(e))?
+            .collect::<rusqlite::Result<_>>()
             .map_err(|e| self.db_error(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.db_error(e))
+        let mut events = Vec::new();
+        for pack in packs {
+            type Row = (
+                u64,
+                Option<u32>,
+                Option<u32>,
+                u32,
+                String,
+                String,
+                Option<String>,
+                f64,
+            );
+            let rows: Vec<Row> = serde_json::from_str(&pack).map_err(|e| HistoryError::Damaged {
+                path: self.path.clone(),
+                what: format!("the state events of run {id} ({e})"),
+            })?;
+            events.extend(
+                rows.into_iter()
+                    .map(
+                        |(seq, node, map_index, attempt, old, new, message, at)| StateEventRecord {
+                            seq,
+                            node,
+                            map_index,
+                            attempt,
+                            old,
+                            new,
+                            message,
+                            at,
+                        },
+                    ),
+            );
+        }
+        Ok(events)
     }
 
     /// The log lines of the run `id` (its full id) after the line `after` (0: from the

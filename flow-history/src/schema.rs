@@ -13,7 +13,7 @@ use crate::HistoryError;
 
 /// The migrations, in order: the database's version is how many of them it has.
 const MIGRATIONS: &[&str] = &[
-    // 1: flows, runs, task runs, state events, logs.
+    // 1: flows, runs, task runs, state events (packed per batch), logs.
     "
     CREATE TABLE flow (
         name TEXT PRIMARY KEY,
@@ -52,17 +52,15 @@ const MIGRATIONS: &[&str] = &[
         ended_at REAL,
         PRIMARY KEY (run, node, map_index)
     ) WITHOUT ROWID;
-    CREATE TABLE state_event (
+    -- A run's state events, in order, packed by the batch they were written in: one row
+    -- holds events first_seq..=last_seq as a JSON array of
+    -- [seq, node, map_index, attempt, old, new, message, at] (node NULL: the flow run's).
+    CREATE TABLE state_events (
         run INTEGER NOT NULL REFERENCES flow_run (run),
-        seq INTEGER NOT NULL,
-        node INTEGER, -- NULL: the flow run's own
-        map_index INTEGER,
-        attempt INTEGER NOT NULL,
-        old TEXT NOT NULL,
-        new TEXT NOT NULL,
-        message TEXT,
-        at REAL NOT NULL,
-        PRIMARY KEY (run, seq)
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        events TEXT NOT NULL,
+        PRIMARY KEY (run, first_seq)
     ) WITHOUT ROWID;
     CREATE TABLE log (
         id INTEGER PRIMARY KEY,

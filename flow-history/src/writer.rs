@@ -5,6 +5,8 @@
 //! its last state (every event is still written to `state_event`).
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, PoisonError};
@@ -33,6 +35,16 @@ pub(crate) enum Msg {
     Close,
 }
 
+impl Msg {
+    /// How many events it carries.
+    fn events(&self) -> usize {
+        match self {
+            Msg::Events { events, .. } => events.len(),
+            _ => 1,
+        }
+    }
+}
+
 /// A log line, filed under its run (and task run, and attempt).
 pub(crate) struct LogRecord {
     pub run: FlowRunId,
@@ -49,8 +61,12 @@ pub(crate) struct LogRecord {
 /// How often the writer tells the database that this program's open runs are alive.
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
-/// At most this many messages go into one transaction.
+/// At most this many messages go into one transaction...
 const MAX_BATCH: usize = 256;
+
+/// ... and about this many events: a larger transaction outgrows the page cache, and
+/// SQLite spills pages to the WAL in the middle of it.
+const MAX_EVENTS: usize = 16_384;
 
 /// Log lines of runs not yet in the database (their first event still on its way) are
 /// kept for them, up to this many.
@@ -106,6 +122,43 @@ struct Writer {
     failures: u64,
 }
 
+/// A run's events of one batch, as the JSON array of one `state_events` row.
+struct Pack {
+    first: u64,
+    last: u64,
+    count: usize,
+    /// When the last one happened.
+    at: f64,
+    json: Vec<u8>,
+}
+
+/// At most this many events go in one `state_events` row.
+const PACK_EVENTS: usize = 1024;
+
+impl Pack {
+    fn new(first: u64) -> Self {
+        let mut json = Vec::with_capacity(64 * PACK_EVENTS);
+        json.push(b'[');
+        Pack {
+            first,
+            last: first,
+            count: 0,
+            at: 0.0,
+            json,
+        }
+    }
+
+    /// Makes room for the event `seq` (which the caller then writes).
+    fn push(&mut self, seq: u64, at: f64) {
+        if self.count > 0 {
+            self.json.push(b',');
+        }
+        self.count += 1;
+        self.last = seq;
+        self.at = self.at.max(at);
+    }
+}
+
 /// A task run's row, as the batch leaves it.
 struct TaskRow {
     task: Arc<str>,
@@ -125,14 +178,22 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {
                     self.heartbeat();
                     last_beat = Instant::now();
+                    // Idle: fold the WAL into the database without waiting for readers.
+                    let _ = self
+                        .conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
+            let mut events = first.events();
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && events < MAX_EVENTS {
                 match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
+                    Ok(msg) => {
+                        events += msg.events();
+                        batch.push(msg);
+                    }
                     Err(_) => break,
                 }
             }
@@ -143,6 +204,9 @@ impl Writer {
                 last_beat = Instant::now();
             }
             if close {
+                let _ = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 return;
             }
         }
@@ -194,15 +258,12 @@ impl Writer {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut tasks: HashMap<(i64, u32, i64), TaskRow> = HashMap::new();
-        let mut touched: HashMap<i64, f64> = HashMap::new();
+        let mut tasks: FxHashMap<(i64, u32, i64), TaskRow> = FxHashMap::default();
+        let mut packs: FxHashMap<i64, Pack> = FxHashMap::default();
+        let mut full: Vec<(i64, Pack)> = Vec::new();
         let mut logs: Vec<&LogRecord> = Vec::new();
         let mut made: Vec<FlowRunId> = Vec::new();
         {
-            let mut insert_event = tx.prepare_cached(
-                "INSERT OR IGNORE INTO state_event (run, seq, node, map_index, attempt, old, new, message, at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
             for msg in batch {
                 match msg {
                     Msg::Events { info, events } => {
@@ -227,8 +288,13 @@ impl Writer {
                             let at = seconds(ev.at);
                             let node = ev.task_run_id.map(|t| t.node);
                             let message = ev.new.message();
-                            insert_event.execute(params![
-                                run,
+                            let packed = packs.entry(run).or_insert_with(|| Pack::new(ev.seq));
+                            if packed.count == PACK_EVENTS {
+                                let next = std::mem::replace(packed, Pack::new(ev.seq));
+                                full.push((run, next));
+                            }
+                            packed.push(ev.seq, at);
+                            let row = (
                                 ev.seq,
                                 node,
                                 ev.map_index,
@@ -236,9 +302,10 @@ impl Writer {
                                 ev.old.name(),
                                 ev.new.name(),
                                 message,
-                                at
-                            ])?;
-                            touched.insert(run, at);
+                                at,
+                            );
+                            // Numbers, strings and options: this cannot fail.
+                            let _ = serde_json::to_writer(&mut packed.json, &row);
                             match (node, &ev.task) {
                                 (Some(node), Some(task)) => {
                                     let index = ev.map_index.map_or(-1, i64::from);
@@ -297,11 +364,17 @@ impl Writer {
                     row.ended_at
                 ])?;
             }
+            let mut insert_events = tx.prepare_cached(
+                "INSERT OR IGNORE INTO state_events (run, first_seq, last_seq, events) VALUES (?1, ?2, ?3, ?4)",
+            )?;
             let mut last = tx.prepare_cached(
                 "UPDATE flow_run SET last_event_at = max(last_event_at, ?2) WHERE run = ?1",
             )?;
-            for (run, at) in &touched {
-                last.execute(params![run, at])?;
+            for (run, mut pack) in full.into_iter().chain(packs) {
+                pack.json.push(b']');
+                let json = std::str::from_utf8(&pack.json).map_err(rusqlite::Error::Utf8Error)?;
+                insert_events.execute(params![run, pack.first, pack.last, json])?;
+                last.execute(params![run, pack.at])?;
             }
         }
         // Log lines: those of runs now known, and those waiting for their run's row.
