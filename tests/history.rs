@@ -233,3 +233,168 @@ fn a_program_killed_mid_run_leaves_it_crashed_for_the_next_one() {
         .collect();
     assert_eq!(states, [("slept", "Crashed")]);
 }
+
+/// Appends `what` to the file `calls` in `TIDEFLOW_HOME`.
+fn called(what: &str) {
+    use std::io::Write as _;
+    let home = std::env::var_os("TIDEFLOW_HOME").expect("TIDEFLOW_HOME");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(Path::new(&home).join("calls"))
+        .expect("the calls file");
+    let _ = writeln!(f, "{what}");
+}
+
+/// Its result is persisted: a restart does not run it again.
+#[task(persist)]
+fn first(x: u64) -> u64 {
+    called("first");
+    x * 10
+}
+
+/// Waits while the file `block` is in `TIDEFLOW_HOME` (the test kills it there).
+#[task]
+fn second(y: u64) -> u64 {
+    called("second");
+    let home = std::env::var_os("TIDEFLOW_HOME").expect("TIDEFLOW_HOME");
+    while Path::new(&home).join("block").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    y + 1
+}
+
+flow! {
+    /// Two steps, the first persisted.
+    fn resumable(x: u64 = 4) -> u64 {
+        let a = first(x);
+        second(a)
+    }
+}
+
+/// Run as a child process by the test below: this test binary as a CLI program, with
+/// the arguments in `HISTORY_TEST_CLI` (space-separated).
+#[test]
+fn child_cli() {
+    let Some(args) = std::env::var_os("HISTORY_TEST_CLI") else {
+        return;
+    };
+    let args = args.to_string_lossy().into_owned();
+    let code = tideflow::cli::run(std::iter::once("history_test").chain(args.split(' ')));
+    let status = (0..=255u8)
+        .find(|&c| std::process::ExitCode::from(c) == code)
+        .unwrap_or(255);
+    std::process::exit(i32::from(status));
+}
+
+fn cli_child(home: &Path, args: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["child_cli", "--exact", "--nocapture"])
+        .env("HISTORY_TEST_CLI", args)
+        .env("TIDEFLOW_HOME", home)
+        .env("RUST_LOG", "off")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the child starts")
+}
+
+#[test]
+fn a_crashed_run_restarts_under_its_id_and_runs_only_what_did_not_finish() {
+    let home = tempfile::tempdir().expect("a folder");
+    let home = home.path();
+    std::fs::write(home.join("block"), "").expect("written");
+    let mut child = cli_child(home, "run resumable");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        assert!(Instant::now() < deadline, "the run never reached `second`");
+        std::thread::sleep(Duration::from_millis(50));
+        let Ok(history) = History::open_in(home) else {
+            continue;
+        };
+        let Some(run) = history
+            .runs(&RunFilter::default())
+            .expect("read")
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        let tasks = history.task_runs(&run.id).expect("read");
+        if tasks.iter().any(|t| t.task == "second" && t.state == "Running") {
+            break run.id;
+        }
+    };
+    child.kill().expect("SIGKILL");
+    child.wait().expect("it ended");
+    std::fs::remove_file(home.join("block")).expect("removed");
+
+    // The next command marks it Crashed; `restart` resumes it.
+    let out = cli_child(home, &format!("restart {}", &id[..8]))
+        .wait_with_output()
+        .expect("it ran");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join("calls")).expect("calls"),
+        "first\nsecond\nsecond\n",
+        "`first` was persisted: it did not run again"
+    );
+    let history = History::open_in(home).expect("a history");
+    let runs = history.runs(&RunFilter::default()).expect("read");
+    assert_eq!(runs.len(), 1, "the same run, under its id");
+    assert_eq!(
+        (runs[0].id.as_str(), runs[0].state.as_str()),
+        (id.as_str(), "Success")
+    );
+    let tasks = history.task_runs(&id).expect("read");
+    let states: Vec<(&str, &str)> = tasks
+        .iter()
+        .map(|t| (t.task.as_str(), t.state.as_str()))
+        .collect();
+    assert_eq!(states[1], ("second", "Success"));
+    // Its events: the first program's, then the restart's, numbered on.
+    let events = history.events(&id).expect("read");
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=events.len() as u64).collect::<Vec<_>>()
+    );
+    let flow: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e.node.is_none())
+        .map(|e| (e.old.as_str(), e.new.as_str()))
+        .collect();
+    assert_eq!(
+        flow,
+        [
+            ("Pending", "Running"),
+            ("Pending", "Running"),
+            ("Running", "Success")
+        ]
+    );
+
+    // A run that did not persist anything cannot be restarted: one line, exit 2.
+    let out = cli_child(home, "run recorded")
+        .wait_with_output()
+        .expect("it ran");
+    assert_eq!(out.status.code(), Some(0));
+    let other = history
+        .runs(&RunFilter {
+            flow: Some("recorded".into()),
+            ..RunFilter::default()
+        })
+        .expect("read");
+    let out = cli_child(home, &format!("restart {}", other[0].id))
+        .wait_with_output()
+        .expect("it ran");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only runs of flows with persisted results can be restarted (`#[task(persist)]`)"),
+        "{stderr}"
+    );
+}

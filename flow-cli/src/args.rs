@@ -64,6 +64,18 @@ pub(crate) enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Run a run again, under its id: tasks whose results were persisted are not run
+    /// again, the rest run (a crashed or failed run resumed).
+    Restart {
+        /// The run's id, or its first characters.
+        run: String,
+        /// Where the tasks run (as for `run`).
+        #[arg(long, value_name = "EXECUTOR", default_value = "local")]
+        executor: String,
+        /// Print the run as one JSON object instead of its summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a flow's graph.
     Graph {
         /// The flow's name.

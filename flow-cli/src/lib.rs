@@ -109,6 +109,7 @@ fn dispatch(program: &str, flows: &[&FlowRegistration], args: Args) -> Result<Ex
         Some(Command::Logs { run, task, follow }) => {
             history::logs(&run, task.as_deref(), follow).map(|()| ExitCode::SUCCESS)
         }
+        Some(Command::Restart { run, executor, json }) => restart(flows, &run, &executor, json),
         Some(Command::Graph { flow, format }) => {
             let flow = (find(flows, &flow)?.build)();
             let text = match format {
@@ -233,6 +234,38 @@ fn run_flow(reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, Strin
     } else {
         Some(history::open().map_err(|e| format!("{e} (or run with --no-history)"))?)
     };
+    execute(flow, history, None, options.json)
+}
+
+/// `restart <run>`: the run's flow, from this program, run again under the run's id.
+fn restart(flows: &[&FlowRegistration], given: &str, executor: &str, json: bool) -> Result<ExitCode, String> {
+    let history = history::open()?;
+    let record = history.run(given).map_err(|e| e.to_string())?;
+    if record.ended_at.is_none() {
+        return Err(format!(
+            "run {} is still running (pid {} on {}): restart it once it has ended",
+            record.id, record.pid, record.host
+        ));
+    }
+    let reg = find(flows, &record.flow)?;
+    let id: flow_runtime::FlowRunId = record.id.parse().map_err(|e| {
+        format!(
+            "the run history holds a run id that is not one ({}): {e}",
+            record.id
+        )
+    })?;
+    let flow = with_executor((reg.build)(), executor)?;
+    execute(flow, Some(history), Some(id), json)
+}
+
+/// Runs `flow` (again as `restart`, when given), recorded in `history`, prints it, and
+/// says how it ended.
+fn execute(
+    flow: DynFlow,
+    history: Option<flow_history::History>,
+    restart: Option<flow_runtime::FlowRunId>,
+    json: bool,
+) -> Result<ExitCode, String> {
     let flow = match &history {
         Some(h) => {
             h.capture_logs();
@@ -244,7 +277,15 @@ fn run_flow(reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, Strin
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let run = runtime.block_on(flow.run());
+    let run = match restart {
+        None => runtime.block_on(flow.run()),
+        Some(id) => runtime.block_on(flow.restart(id)).map_err(|e| match e {
+            flow_runtime::FlowError::RunNotFound { .. } => format!(
+                "{e}: only runs of flows with persisted results can be restarted (`#[task(persist)]`)"
+            ),
+            other => other.to_string(),
+        })?,
+    };
     drop(flow);
     if let Some(h) = &history {
         if !h.wait(run.id()) {
@@ -256,7 +297,7 @@ fn run_flow(reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, Strin
         h.close();
     }
     let mut out = std::io::stdout().lock();
-    if options.json {
+    if json {
         let record = serde_json::json!({
             "run_id": run.id().to_string(),
             "flow": run.flow_name(),

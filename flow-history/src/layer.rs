@@ -20,11 +20,19 @@ use crate::writer::{LogRecord, Msg};
 
 /// Where the layer sends lines: the history that last called
 /// [`crate::History::capture_logs`], until it closes.
-static SINK: RwLock<Option<SyncSender<Msg>>> = RwLock::new(None);
+static SINK: RwLock<Option<(u64, SyncSender<Msg>)>> = RwLock::new(None);
 
-/// Sends the log lines of runs to `tx` from now on (`None`: nowhere).
-pub(crate) fn capture(tx: Option<SyncSender<Msg>>) {
-    *SINK.write().unwrap_or_else(PoisonError::into_inner) = tx;
+/// Sends the log lines of runs to the history `owner`'s writer `tx` from now on.
+pub(crate) fn capture(owner: u64, tx: SyncSender<Msg>) {
+    *SINK.write().unwrap_or_else(PoisonError::into_inner) = Some((owner, tx));
+}
+
+/// Stops sending log lines to the history `owner` (if they go there).
+pub(crate) fn release(owner: u64) {
+    let mut sink = SINK.write().unwrap_or_else(PoisonError::into_inner);
+    if sink.as_ref().is_some_and(|(o, _)| *o == owner) {
+        *sink = None;
+    }
 }
 
 /// A `tracing` layer writing runs' log lines to the [`crate::History`] that called
@@ -182,7 +190,7 @@ where
             return;
         }
         let sink = SINK.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(tx) = sink.as_ref() else {
+        let Some((_, tx)) = sink.as_ref() else {
             return;
         };
         let Some(scope) = ctx

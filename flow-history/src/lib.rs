@@ -236,6 +236,8 @@ pub(crate) struct Written {
 
 /// An open run history: records flows' runs, and reads what was recorded.
 pub struct History {
+    /// Tells this history from others in the program (whose logs the layer files).
+    id: u64,
     path: PathBuf,
     tx: mpsc::SyncSender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -297,7 +299,9 @@ impl History {
         let written = Arc::new(Written::default());
         let (tx, rx) = mpsc::sync_channel(WRITER_QUEUE);
         let writer = writer::spawn(write, path.to_owned(), rx, Arc::clone(&written));
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(History {
+            id: IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             path: path.to_owned(),
             tx,
             writer: Mutex::new(Some(writer)),
@@ -354,7 +358,7 @@ impl History {
     /// Files the log lines of runs under their runs in this history from now on,
     /// through the [`HistoryLayer`] the program installed with its `tracing` subscriber.
     pub fn capture_logs(&self) {
-        layer::capture(Some(self.tx.clone()));
+        layer::capture(self.id, self.tx.clone());
     }
 
     /// Waits (60 s at most) until the run `id` is written to its end: its last state
@@ -393,7 +397,7 @@ impl History {
 
     /// Writes what is queued and stops the writer; later events are not recorded.
     pub fn close(&self) {
-        layer::capture(None);
+        layer::release(self.id);
         let _ = self.tx.send(Msg::Close);
         let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(handle) = handle {

@@ -108,8 +108,9 @@ pub(crate) fn spawn(
 struct Writer {
     conn: Connection,
     path: PathBuf,
-    /// Run rows by run id.
-    runs: HashMap<FlowRunId, i64>,
+    /// Run rows by run id, with what to add to their events' `seq` (a restarted run goes
+    /// on under its id, and its engine counts from 1 again).
+    runs: HashMap<FlowRunId, (i64, u64)>,
     /// Runs of this program not finished yet (their heartbeats).
     open: HashSet<i64>,
     pending_logs: HashMap<FlowRunId, Vec<LogRecord>>,
@@ -255,6 +256,30 @@ impl Writer {
     }
 
     fn write_once(&mut self, batch: &[Msg], finished: &mut Vec<FlowRunId>) -> rusqlite::Result<()> {
+        let mut made: Vec<FlowRunId> = Vec::new();
+        self.write_batch(batch, finished, &mut made)?;
+        if !made.is_empty() {
+            // A restarted run is not written to its end any more.
+            let mut done = self
+                .written
+                .finished
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for id in &made {
+                if !finished.contains(id) {
+                    done.remove(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_batch(
+        &mut self,
+        batch: &[Msg],
+        finished: &mut Vec<FlowRunId>,
+        made: &mut Vec<FlowRunId>,
+    ) -> rusqlite::Result<()> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -262,16 +287,15 @@ impl Writer {
         let mut packs: FxHashMap<i64, Pack> = FxHashMap::default();
         let mut full: Vec<(i64, Pack)> = Vec::new();
         let mut logs: Vec<&LogRecord> = Vec::new();
-        let mut made: Vec<FlowRunId> = Vec::new();
         {
             for msg in batch {
                 match msg {
                     Msg::Events { info, events } => {
                         for ev in events {
-                            let run = match self.runs.get(&ev.flow_run_id) {
-                                Some(&run) => run,
+                            let (run, offset) = match self.runs.get(&ev.flow_run_id) {
+                                Some(&known) => known,
                                 None => {
-                                    let run = Self::insert_run(
+                                    let known = Self::insert_run(
                                         &tx,
                                         info,
                                         ev,
@@ -279,23 +303,24 @@ impl Writer {
                                         self.pid_started,
                                         &self.host,
                                     )?;
-                                    self.runs.insert(ev.flow_run_id, run);
-                                    self.open.insert(run);
+                                    self.runs.insert(ev.flow_run_id, known);
+                                    self.open.insert(known.0);
                                     made.push(ev.flow_run_id);
-                                    run
+                                    known
                                 }
                             };
+                            let seq = ev.seq + offset;
                             let at = seconds(ev.at);
                             let node = ev.task_run_id.map(|t| t.node);
                             let message = ev.new.message();
-                            let packed = packs.entry(run).or_insert_with(|| Pack::new(ev.seq));
+                            let packed = packs.entry(run).or_insert_with(|| Pack::new(seq));
                             if packed.count == PACK_EVENTS {
-                                let next = std::mem::replace(packed, Pack::new(ev.seq));
+                                let next = std::mem::replace(packed, Pack::new(seq));
                                 full.push((run, next));
                             }
-                            packed.push(ev.seq, at);
+                            packed.push(seq, at);
                             let row = (
-                                ev.seq,
+                                seq,
                                 node,
                                 ev.map_index,
                                 ev.attempt,
@@ -379,7 +404,7 @@ impl Writer {
         }
         // Log lines: those of runs now known, and those waiting for their run's row.
         let mut waiting: Vec<LogRecord> = Vec::new();
-        for id in &made {
+        for id in made.iter() {
             if let Some(lines) = self.pending_logs.remove(id) {
                 self.pending_count -= lines.len();
                 waiting.extend(lines);
@@ -391,7 +416,7 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for record in waiting.iter().chain(logs.iter().copied()) {
-                if let Some(&run) = self.runs.get(&record.run) {
+                if let Some(&(run, _)) = self.runs.get(&record.run) {
                     insert_log.execute(params![
                         run,
                         record.node,
@@ -430,7 +455,7 @@ impl Writer {
         pid: u32,
         pid_started: Option<i64>,
         host: &str,
-    ) -> rusqlite::Result<i64> {
+    ) -> rusqlite::Result<(i64, u64)> {
         let at = seconds(ev.at);
         // A subflow's events come with its parent's subscription: its own name, no
         // parameters known here.
@@ -449,17 +474,33 @@ impl Writer {
              seen_at = excluded.seen_at WHERE excluded.version != ''",
             params![ev.flow, description, version, at],
         )?;
-        tx.execute(
+        let made = tx.execute(
             "INSERT INTO flow_run (id, flow, version, parameters, state, created_at, last_event_at, pid, pid_started, \
              host, heartbeat_at) VALUES (?1, ?2, ?3, ?4, 'Pending', ?5, ?5, ?6, ?7, ?8, ?9) \
              ON CONFLICT (id) DO NOTHING",
             params![ev.flow_run_id.to_string(), ev.flow, version, parameters, at, pid, pid_started, host, process::now()],
         )?;
-        tx.query_row(
+        let run: i64 = tx.query_row(
             "SELECT run FROM flow_run WHERE id = ?1",
             params![ev.flow_run_id.to_string()],
             |r| r.get(0),
-        )
+        )?;
+        if made == 1 {
+            return Ok((run, 0));
+        }
+        // A run restarted (`Flow::restart`): it goes on under its id, from this program,
+        // its events after those it has.
+        tx.execute(
+            "UPDATE flow_run SET state = 'Pending', message = NULL, ended_at = NULL, pid = ?2, pid_started = ?3, \
+             host = ?4, heartbeat_at = ?5, last_event_at = ?6 WHERE run = ?1",
+            params![run, pid, pid_started, host, process::now(), at],
+        )?;
+        let offset: u64 = tx.query_row(
+            "SELECT coalesce(max(last_seq), 0) FROM state_events WHERE run = ?1",
+            params![run],
+            |r| r.get(0),
+        )?;
+        Ok((run, offset))
     }
 
     fn update_run(tx: &rusqlite::Transaction<'_>, run: i64, ev: &RunEvent, at: f64) -> rusqlite::Result<()> {

@@ -119,6 +119,7 @@ pub trait ShowNothing {
 impl<T> ShowNothing for Show<'_, T> {}
 
 type BoxRun = Pin<Box<dyn Future<Output = DynFlowRun> + Send>>;
+type BoxRestart = Pin<Box<dyn Future<Output = Result<DynFlowRun, FlowError>> + Send>>;
 
 /// What [`DynFlow`] needs of a `Flow<O>`, for any `O`.
 trait AnyFlow: Send + Sync {
@@ -129,6 +130,7 @@ trait AnyFlow: Send + Sync {
     fn with_executor(&self, executor: Executor) -> Box<dyn AnyFlow>;
     fn subscribe(&mut self, delivery: Delivery) -> Subscription;
     fn run(&self, view: OutputView) -> BoxRun;
+    fn restart(&self, run: FlowRunId, view: OutputView) -> BoxRestart;
 }
 
 impl<O: Send + Sync + 'static> AnyFlow for Flow<O> {
@@ -163,6 +165,16 @@ impl<O: Send + Sync + 'static> AnyFlow for Flow<O> {
                 run: flow.run().await.retype(),
                 view,
             }
+        })
+    }
+
+    fn restart(&self, run: FlowRunId, view: OutputView) -> BoxRestart {
+        let flow = self.clone();
+        Box::pin(async move {
+            Ok(DynFlowRun {
+                run: flow.restart(run).await?.retype(),
+                view,
+            })
         })
     }
 }
@@ -258,6 +270,15 @@ impl DynFlow {
     /// Runs the flow to its end.
     pub async fn run(&self) -> DynFlowRun {
         self.flow.run(self.view).await
+    }
+
+    /// Runs the run `run` again under its id, from its persisted results (see
+    /// [`Flow::restart`]).
+    ///
+    /// # Errors
+    /// As [`Flow::restart`].
+    pub async fn restart(&self, run: FlowRunId) -> Result<DynFlowRun, FlowError> {
+        self.flow.restart(run, self.view).await
     }
 }
 
