@@ -13,6 +13,10 @@ pub(crate) struct Args {
     /// With no subcommand: the options of `run`, for the program's one flow.
     #[command(flatten)]
     pub run: RunArgs,
+    /// How log lines are written to standard error: `text` (one short line each) or
+    /// `json` (one object each). `RUST_LOG` filters them (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = crate::LogFormat::Text)]
+    pub log_format: crate::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]

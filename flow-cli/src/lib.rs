@@ -22,10 +22,11 @@
 
 mod args;
 mod history;
+mod logs;
 mod params;
 
 use std::ffi::OsString;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -33,6 +34,7 @@ use flow_runtime::registry::{registered_flows, DynFlow, FlowRegistration};
 
 use args::{Args, Command, GraphFormat, RunArgs};
 
+pub use logs::{init_logs, LogFormat};
 pub use params::parse_value;
 
 /// Exit code of a run that failed.
@@ -41,15 +43,16 @@ const FAILED: u8 = 1;
 const USAGE: u8 = 2;
 
 /// The whole `main` of a flow program: serves task attempts when started as a worker,
-/// else logs to standard error (`RUST_LOG`, default `info`) and runs the command line.
+/// else runs the command line (see [`run`]).
 pub fn main() -> ExitCode {
     flow_runtime::worker::serve_if_worker();
-    init_logs();
     run(std::env::args_os())
 }
 
-/// Runs the command line `args` (the program's name first), as [`main`] does, without
-/// worker mode and logging set up: what a program with its own `main` calls.
+/// Runs the command line `args` (the program's name first), as [`main`] does without
+/// worker mode: what a program with its own `main` calls. Log lines go to standard error
+/// in the format `--log-format` names ([`init_logs`]), unless the program has set a
+/// `tracing` subscriber of its own.
 pub fn run<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
@@ -73,6 +76,7 @@ where
         // Help and version print and exit 0; usage errors exit 2.
         Err(e) => e.exit(),
     };
+    init_logs(parsed.log_format);
     match dispatch(&program, &flows, parsed) {
         Ok(code) => code,
         Err(message) => {
@@ -370,23 +374,4 @@ fn dask_executor(_flow: DynFlow, spec: &str) -> Option<Result<DynFlow, String>> 
             "`--executor {spec}`: this program was built without Dask (the `dask` feature of tideflow)"
         ))
     })
-}
-
-/// Logs to standard error, colored on a terminal; `RUST_LOG` filters (default `info`).
-fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    use tracing_subscriber::Layer as _;
-    let terminal = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_filter(filter);
-    // The history keeps task runs' lines at `info` and above, whatever `RUST_LOG` says.
-    let _ = tracing_subscriber::registry()
-        .with(terminal)
-        .with(flow_history::HistoryLayer::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO))
-        .try_init();
 }

@@ -13,7 +13,7 @@ use crate::HistoryError;
 
 /// The migrations, in order: the database's version is how many of them it has.
 const MIGRATIONS: &[&str] = &[
-    // 1: flows, runs, task runs, state events (packed per batch), logs.
+    // 1: flows, runs, task runs, state events (a row each), logs.
     "
     CREATE TABLE flow (
         name TEXT PRIMARY KEY,
@@ -52,15 +52,17 @@ const MIGRATIONS: &[&str] = &[
         ended_at REAL,
         PRIMARY KEY (run, node, map_index)
     ) WITHOUT ROWID;
-    -- A run's state events, in order, packed by the batch they were written in: one row
-    -- holds events first_seq..=last_seq as a JSON array of
-    -- [seq, node, map_index, attempt, old, new, message, at] (node NULL: the flow run's).
-    CREATE TABLE state_events (
+    CREATE TABLE state_event (
         run INTEGER NOT NULL REFERENCES flow_run (run),
-        first_seq INTEGER NOT NULL,
-        last_seq INTEGER NOT NULL,
-        events TEXT NOT NULL,
-        PRIMARY KEY (run, first_seq)
+        seq INTEGER NOT NULL,
+        node INTEGER, -- NULL: the flow run's own
+        map_index INTEGER,
+        attempt INTEGER NOT NULL,
+        old TEXT NOT NULL,
+        new TEXT NOT NULL,
+        message TEXT,
+        at REAL NOT NULL,
+        PRIMARY KEY (run, seq)
     ) WITHOUT ROWID;
     CREATE TABLE log (
         id INTEGER PRIMARY KEY,
@@ -75,6 +77,19 @@ const MIGRATIONS: &[&str] = &[
         fields TEXT
     );
     CREATE INDEX log_by_task_run ON log (run, node, map_index, id);
+    ",
+    // 2: state events packed by the batch they were written in (a row each cost more
+    // than the run): one row holds events first_seq..=last_seq as a JSON array of
+    // [seq, node, map_index, attempt, old, new, message, at] (node NULL: the flow run's).
+    "
+    DROP TABLE IF EXISTS state_event;
+    CREATE TABLE IF NOT EXISTS state_events (
+        run INTEGER NOT NULL REFERENCES flow_run (run),
+        first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL,
+        events TEXT NOT NULL,
+        PRIMARY KEY (run, first_seq)
+    ) WITHOUT ROWID;
     ",
 ];
 
@@ -130,6 +145,33 @@ mod tests {
             )
             .expect("counted");
         assert_eq!(tables, 5);
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().expect("a folder");
+        let path = dir.path().join("h.db");
+        let mut conn = Connection::open(&path).expect("opens");
+        conn.execute_batch(MIGRATIONS[0]).expect("version 1");
+        conn.execute_batch(
+            "PRAGMA user_version = 1; INSERT INTO flow_run (id, flow, version, parameters, state, created_at, \
+             last_event_at, pid, host, heartbeat_at) VALUES ('r1', 'f', 'v', '{}', 'Success', 1, 1, 1, 'h', 1);",
+        )
+        .expect("a run");
+        migrate(&mut conn, &path).expect("migrates");
+        let v: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("a version");
+        assert_eq!(v, VERSION);
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+            .expect("the tables");
+        assert_eq!(names, ["flow", "flow_run", "log", "state_events", "task_run"]);
+        let run: String = conn
+            .query_row("SELECT id FROM flow_run", [], |r| r.get(0))
+            .expect("kept");
+        assert_eq!(run, "r1");
     }
 
     #[test]
