@@ -89,6 +89,12 @@ flow! {
         add1.map(xs)
     }
 
+    /// `n` has no default: every run sets it.
+    fn map_of_required(n: i64) -> Vec<i64> {
+        let xs = numbers(n);
+        add1.map(xs)
+    }
+
     fn zipped() -> Vec<i64> {
         let a = add1.map([1, 2, 3]);
         let b = add1.map([10, 20, 30]);
@@ -516,6 +522,27 @@ async fn parameters_are_set_by_name_with_validation() {
             .starts_with("parameter `n` of flow `map_in_order` expects a `i64`: invalid type: string"),
         "{wrong}"
     );
+}
+
+#[tokio::test]
+async fn a_required_parameter_left_unset_fails_the_run_before_anything_runs() {
+    let run = map_of_required().executor(common::executor()).run().await;
+    let why = "parameter `n` of flow `map_of_required` is required and was not set: set it with `--param n=..` \
+               (the CLI) or `.with_param(\"n\", ..)`";
+    assert_eq!(run.state(), &State::Failed { message: why.to_owned() });
+    for task in run.tasks() {
+        assert_eq!(task.attempts(), 0, "{} ran", task.name());
+        assert_eq!(task.state(), &State::Failed { message: format!("never ran: {why}") });
+    }
+    assert_eq!(map_of_required().params(), [("n", serde_json::Value::Null)]);
+
+    let run = map_of_required()
+        .with_param("n", 2)
+        .unwrap()
+        .executor(common::executor())
+        .run()
+        .await;
+    assert_eq!(run.output(), Ok(&vec![2, 3]));
 }
 
 // ---- results are released when no consumer needs them ----

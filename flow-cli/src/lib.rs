@@ -183,7 +183,11 @@ fn list(flows: &[&FlowRegistration], json: bool) {
                     .iter()
                     .zip(flow.params())
                     .map(|(spec, (_, default))| {
-                        serde_json::json!({ "name": spec.name, "type": spec.ty, "default": default })
+                        if spec.default.is_none() {
+                            serde_json::json!({ "name": spec.name, "type": spec.ty, "required": true })
+                        } else {
+                            serde_json::json!({ "name": spec.name, "type": spec.ty, "default": default })
+                        }
                     })
                     .collect();
                 serde_json::json!({

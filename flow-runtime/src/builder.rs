@@ -212,7 +212,26 @@ impl FlowBuilder {
         self.params.push(ParamSpec {
             name,
             ty,
-            default: value::value(default),
+            default: Some(value::value(default)),
+            from_json: param_from_json::<T>,
+            to_json: param_to_json::<T>,
+        });
+        Single {
+            source: Source::Param(self.params.len() - 1),
+            node: None,
+            _t: PhantomData,
+        }
+    }
+
+    /// Declares a required parameter (no default): every run must set it.
+    pub(crate) fn required_param<T>(&mut self, name: &'static str, ty: &'static str) -> Single<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
+        self.params.push(ParamSpec {
+            name,
+            ty,
+            default: None,
             from_json: param_from_json::<T>,
             to_json: param_to_json::<T>,
         });

@@ -276,6 +276,8 @@ impl<F> NoOutput<F> for () {
 pub trait FlowParam<F>: Sized {
     /// Declares the parameter with its default.
     fn declare(b: &mut FlowBuilder, name: &'static str, ty: &'static str, default: Self) -> Single<Self>;
+    /// Declares the parameter without a default: every run must set it.
+    fn declare_required(b: &mut FlowBuilder, name: &'static str, ty: &'static str) -> Single<Self>;
 }
 
 #[diagnostic::do_not_recommend]
@@ -286,6 +288,11 @@ where
     #[inline(always)]
     fn declare(b: &mut FlowBuilder, name: &'static str, ty: &'static str, default: T) -> Single<T> {
         b.param(name, ty, default)
+    }
+
+    #[inline(always)]
+    fn declare_required(b: &mut FlowBuilder, name: &'static str, ty: &'static str) -> Single<T> {
+        b.required_param(name, ty)
     }
 }
 

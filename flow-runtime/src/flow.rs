@@ -53,7 +53,11 @@ impl<O> fmt::Debug for Flow<O> {
 impl<O: Send + Sync + 'static> Flow<O> {
     /// Wraps a graph; parameters start at their defaults.
     pub fn from_graph(graph: Graph) -> Self {
-        let params = graph.params.iter().map(|p| Arc::clone(&p.default)).collect();
+        let params = graph
+            .params
+            .iter()
+            .map(|p| p.default.clone().unwrap_or_else(|| crate::value::value(crate::graph::Unset)))
+            .collect();
         Flow {
             graph: Arc::new(graph),
             params,

@@ -124,6 +124,11 @@ pub struct Node {
     pub kind: NodeKind,
 }
 
+/// The value of a required parameter that was not set: a run with one fails before
+/// anything runs, naming the parameter.
+#[derive(Debug)]
+pub(crate) struct Unset;
+
 /// A flow parameter.
 #[derive(Clone)]
 pub struct ParamSpec {
@@ -131,8 +136,9 @@ pub struct ParamSpec {
     pub name: &'static str,
     /// Its type, as written.
     pub ty: &'static str,
-    /// Its default value.
-    pub default: Value,
+    /// Its default value; `None` for a required parameter (declared without one), which
+    /// every run must set.
+    pub default: Option<Value>,
     /// Converts a JSON value into a value of the parameter's type.
     pub from_json: fn(serde_json::Value) -> Result<Value, String>,
     /// Renders a value of the parameter's type as JSON.
@@ -144,7 +150,7 @@ impl fmt::Debug for ParamSpec {
         f.debug_struct("ParamSpec")
             .field("name", &self.name)
             .field("ty", &self.ty)
-            .field("default", &(self.to_json)(&self.default))
+            .field("default", &self.default.as_ref().map(|d| (self.to_json)(d)))
             .finish()
     }
 }

@@ -365,7 +365,7 @@ mod tests {
             params: vec![ParamSpec {
                 name: "path",
                 ty: "String",
-                default: Arc::new(String::new()),
+                default: Some(Arc::new(String::new())),
                 from_json: |_| Err(String::new()),
                 to_json: |_| serde_json::Value::Null,
             }],

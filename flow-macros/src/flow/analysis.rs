@@ -74,16 +74,8 @@ impl Analysis<'_> {
                 continue;
             }
             match &p.default {
-                None => self.cx.error_spanned_by(
-                    &p.name,
-                    format!(
-                        "parameter `{}` needs a default: `{}: {} = ..`, so the flow can run without arguments \
-                         (set it per run with `.with_param(\"{0}\", ..)`)",
-                        p.name,
-                        p.name,
-                        type_text(&p.ty)
-                    ),
-                ),
+                // A required parameter: every run sets it.
+                None => {}
                 Some(default) => {
                     if let Some(other) = self.mentioned_binding(default) {
                         self.cx.error_at(

@@ -62,7 +62,19 @@ fn declare_params(flow: &FlowDecl) -> TokenStream {
         let ty = &param.ty;
         let ty_text = type_text(ty);
         let pname = ident.to_string();
-        let Some(default) = &param.default else { continue };
+        let Some(default) = &param.default else {
+            // Required: declared without a default, checked like one with.
+            let tspan = ty.span();
+            let pt = p_at(tspan);
+            let declare = quote_spanned! {tspan=>
+                <#ty as #pt::FlowParam<#name>>::declare_required(&mut __tideflow_b, #pname, #ty_text)
+            };
+            params.extend(quote! {
+                #[allow(unused_variables)]
+                let #ident = #declare;
+            });
+            continue;
+        };
         let dspan = default.span();
         let typed_default = quote_spanned! {dspan=> let __tideflow_default: #ty = #default; };
         let tspan = ty.span();

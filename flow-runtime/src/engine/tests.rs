@@ -946,7 +946,7 @@ async fn gathered_inputs_are_built_from_their_parts() {
     g.params.push(ParamSpec {
         name: "k",
         ty: "u64",
-        default: value(35u64),
+        default: Some(value(35u64)),
         from_json: |j| {
             serde_json::from_value::<u64>(j)
                 .map(value)

@@ -315,12 +315,29 @@ impl Scheduler {
                 subscribers: options.subscribers.clone(),
             })
         });
-        let (backend, unusable) = match Backend::new(&options.executor, &graph, span.clone(), inherited) {
+        // A required parameter left unset: nothing runs, and the run fails naming it.
+        let unset = graph
+            .params
+            .iter()
+            .zip(&params)
+            .find(|(_, v)| v.downcast_ref::<crate::graph::Unset>().is_some())
+            .map(|(p, _)| {
+                format!(
+                    "parameter `{}` of flow `{}` is required and was not set: set it with `--param {0}=..` \
+                     (the CLI) or `.with_param(\"{0}\", ..)`",
+                    p.name, graph.name
+                )
+            });
+        let backend = match unset {
+            None => Backend::new(&options.executor, &graph, span.clone(), inherited),
+            Some(why) => Err(why),
+        };
+        let (backend, unusable) = match backend {
             Ok(b) => (b, None),
             // Nothing will run: the run fails at once, naming why.
-            Err(e) => (
+            Err(why) => (
                 Backend::Sequential(SequentialBackend::new(Runner::new(span, None))),
-                Some(e),
+                Some(why),
             ),
         };
         let (raw_inputs, result_here) = if matches!(backend, Backend::Cluster(_)) {

@@ -6,9 +6,12 @@ fn double(x: u64) -> u64 {
 }
 
 flow! {
+    /// `x` has no default: a required parameter, which every run sets.
     pub fn doubled(x: u64) -> u64 {
         double(x)
     }
 }
 
-fn main() {}
+fn main() {
+    let _flow = doubled().with_param("x", 21u64);
+}
