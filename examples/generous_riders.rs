@@ -1,11 +1,16 @@
 //! Most generous NYC taxi riders: the best tip ratio in every hour of trips.
 //!
 //! ```text
-//! cargo run --release --example generous_riders                 # the sample data
-//! cargo run --release --example generous_riders -- trips.csv    # a TLC yellow trips CSV
-//! cargo run --release --example generous_riders -- --graph      # print the DAG (Mermaid)
-//! RUST_LOG=debug cargo run --release --example generous_riders  # more logs
+//! cargo run --release --example generous_riders                        # the sample data
+//! cargo run --release --example generous_riders -- -p path=trips.csv    # a TLC yellow trips CSV
+//! cargo run --release --example generous_riders -- -p seed=1            # the same failures every run
+//! cargo run --release --example generous_riders -- graph generous_riders
+//! cargo run --release --example generous_riders -- --executor dask-local:2
+//! RUST_LOG=debug cargo run --release --example generous_riders         # more logs
 //! ```
+//!
+//! With `SLACK_WEBHOOK_URL` set, each run's end (`Success` or `Failed`) is posted to that
+//! Slack incoming webhook, as the seed pipeline did.
 //!
 //! `download` reads a CSV of yellow taxi trips (the TLC's column names and formats) and
 //! splits it into one chunk per pickup hour; `clean` runs once per chunk, fails at random
@@ -19,13 +24,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::IsTerminal;
-use std::io::Write as _;
-use std::sync::OnceLock;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tideflow::dask::DaskExecutor;
 use tideflow::prelude::*;
 
 /// One yellow taxi trip, as in the TLC trip record files.
@@ -172,7 +172,8 @@ fn pickup_hour(datetime: &str) -> Option<(String, u32)> {
 /// one load in five fails, and the task is retried.
 #[task(max_retries = 5, retry_delay = "2s")]
 fn clean(chunk: Chunk, ctx: &TaskContext) -> Result<Chunk, TaskError> {
-    if flaky_roll(&chunk, ctx.attempt()) < 0.2 {
+    let seed = ctx.param::<Option<u64>>("seed").flatten();
+    if flaky_roll(&chunk, ctx.attempt(), seed) < 0.2 {
         return Err(TaskError::fail(format!(
             "flaky source: chunk {} failed to load",
             chunk.label()
@@ -193,19 +194,9 @@ fn clean(chunk: Chunk, ctx: &TaskContext) -> Result<Chunk, TaskError> {
     Ok(Chunk { trips, ..chunk })
 }
 
-/// `--seed N`: the flaky source fails the same loads on every run. Worker processes on a
-/// local Dask cluster read it from the environment the coordinator passes on.
-static SEED: OnceLock<u64> = OnceLock::new();
-
-/// The variable `--seed` sets for worker processes.
-const SEED_VAR: &str = "GENEROUS_RIDERS_SEED";
-
-/// A number in `0..1` for this load of this chunk: random, or fixed by `--seed`.
-fn flaky_roll(chunk: &Chunk, attempt: u32) -> f64 {
-    let seed = SEED
-        .get()
-        .copied()
-        .or_else(|| std::env::var(SEED_VAR).ok()?.parse().ok());
+/// A number in `0..1` for this load of this chunk: random, or fixed by the `seed`
+/// parameter (the same loads fail on every run).
+fn flaky_roll(chunk: &Chunk, attempt: u32, seed: Option<u64>) -> f64 {
     match seed {
         None => fastrand::f64(),
         Some(seed) => {
@@ -267,7 +258,10 @@ fn summarize(best: Vec<Option<Trip>>) -> Summary {
 
 flow! {
     /// Most generous NYC taxi riders: the best tip ratio in every hour of trips.
-    pub fn generous_riders(path: String = "examples/data/yellow_tripdata_sample.csv".into()) -> Summary {
+    pub fn generous_riders(
+        path: String = "examples/data/yellow_tripdata_sample.csv".into(),
+        seed: Option<u64> = None,
+    ) -> Summary {
         let chunks = download(path);
         let cleaned = clean.map(chunks);
         let best = best.map(cleaned);
@@ -275,114 +269,14 @@ flow! {
     }
 }
 
-const USAGE: &str = "\
-usage: generous_riders [--graph] [--fast] [--seed N] [--dask ADDR | --dask-local N] [TRIPS.csv]
-
-  TRIPS.csv        a TLC yellow taxi trips CSV (default: examples/data/yellow_tripdata_sample.csv)
-  --graph          print the flow's graph (Mermaid) and exit
-  --fast           retry `clean` after 50 ms instead of 2 s (a per-flow task option override)
-  --seed N         make the flaky source fail the same loads on every run
-  --dask ADDR      run the tasks on the Dask scheduler at ADDR (tcp://host:port)
-  --dask-local N   run the tasks on a local Dask cluster of N workers
-  RUST_LOG         log filter (default: info)";
-
-#[tokio::main]
-async fn main() -> Result<(), FlowError> {
-    // Started as a worker by a cluster executor, this program serves task attempts instead.
-    tideflow::worker::serve_if_worker();
-    // Logs go to stderr (colored on a terminal); the run's summary and output to stdout.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-
-    let mut graph = false;
-    let mut fast = false;
-    let mut path = None;
-    let mut dask: Option<DaskExecutor> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--graph" => graph = true,
-            "--fast" => fast = true,
-            "--seed" => match args.next().and_then(|n| n.parse::<u64>().ok()) {
-                Some(n) => {
-                    let _ = SEED.set(n);
-                }
-                None => {
-                    eprintln!("--seed takes a whole number\n{USAGE}");
-                    std::process::exit(2);
-                }
-            },
-            "--dask" => match args.next().map(|a| DaskExecutor::connect(&a)) {
-                Some(Ok(executor)) => dask = Some(executor),
-                Some(Err(e)) => {
-                    eprintln!("{e}\n{USAGE}");
-                    std::process::exit(2);
-                }
-                None => {
-                    eprintln!("--dask takes a scheduler address\n{USAGE}");
-                    std::process::exit(2);
-                }
-            },
-            "--dask-local" => match args.next().and_then(|n| n.parse::<usize>().ok()) {
-                Some(n) => dask = Some(DaskExecutor::local(n)),
-                None => {
-                    eprintln!("--dask-local takes a number of workers\n{USAGE}");
-                    std::process::exit(2);
-                }
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            flag if flag.starts_with('-') => {
-                eprintln!("unknown option `{flag}`\n{USAGE}");
-                std::process::exit(2);
-            }
-            _ if path.is_none() => path = Some(arg),
-            _ => {
-                eprintln!("one CSV path at most\n{USAGE}");
-                std::process::exit(2);
-            }
-        }
-    }
-
-    let mut flow = generous_riders();
-    if let Some(path) = path {
-        flow = flow.with_param("path", path)?;
-    }
-    if fast {
-        flow = flow.with_task_options("cleaned", |o| o.retry_delay = Duration::from_millis(50))?;
-    }
-    if graph {
-        // Written, not printed: a reader that stops early (`| head`) is not an error.
-        let _ = writeln!(std::io::stdout().lock(), "{}", flow.to_mermaid());
-        return Ok(());
-    }
-    if let Some(executor) = dask {
-        if let Some(seed) = SEED.get() {
-            // Before the cluster starts, so that its worker processes inherit it.
-            std::env::set_var(SEED_VAR, seed.to_string());
-        }
-        flow = flow.executor(executor);
-    }
-
-    let run = flow.run().await;
-    println!("{}", run.summary());
-    match run.output() {
-        Ok(summary) => {
-            println!("{summary}");
-            Ok(())
-        }
-        Err(error) => {
-            eprintln!("{error}");
-            std::process::exit(1);
-        }
-    }
+/// The CLI every flow program gets (`run`, `list`, `graph`, `runs`, `show`, `logs`,
+/// `restart`), with Slack told of each run's end when `SLACK_WEBHOOK_URL` is set.
+fn main() -> std::process::ExitCode {
+    tideflow::cli::Cli::new()
+        .prepare("generous_riders", |flow| match SlackNotifier::from_secret("SLACK_WEBHOOK_URL") {
+            Ok(slack) => flow.on_flow_state(slack.only_states([StateKind::Success, StateKind::Failed])),
+            Err(_) => flow,
+        })
+        .after_help("Environment:\n  SLACK_WEBHOOK_URL  post each run's Success or Failed to this Slack incoming webhook")
+        .main()
 }

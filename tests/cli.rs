@@ -1,6 +1,8 @@
 //! The CLI every flow program gets from `tideflow::cli::main()`, driven as a user drives
 //! it: the example programs run as processes, their output and exit codes checked.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -492,4 +494,75 @@ fn a_history_that_cannot_be_used_stops_the_run_with_one_line() {
     let out = cli_in(&home, "nyc_taxi_tips", &["--no-history"]);
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).ends_with(TIPS_TABLE));
+}
+
+/// The seeds' second pipeline through its CLI: a run with a parameter, its retried
+/// children in `show`, the failed attempt of a child in `logs`, and Slack told of the end.
+#[cfg(feature = "slack")]
+#[test]
+fn generous_riders_runs_from_its_cli_and_tells_slack_how_it_ended() {
+    let home = tempfile::tempdir().expect("a folder");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("an address").port();
+    let slack = common::serve_once(listener);
+    let out = Command::new(example("generous_riders"))
+        .args(["-p", "seed=1"])
+        .env("TIDEFLOW_HOME", home.path())
+        .env(
+            "SLACK_WEBHOOK_URL",
+            format!("http://127.0.0.1:{port}/services/T0/B0/secret"),
+        )
+        .env("RUST_LOG", "off")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("it runs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("children: 24 Success; 9 retried"), "{text}");
+    assert!(text.contains("most generous rider: "), "{text}");
+    let (head, body) = slack.join().expect("Slack got one post");
+    assert!(head.starts_with("POST /services/T0/B0/secret HTTP/1.1"), "{head}");
+    assert!(
+        body.contains("generous_riders") && body.contains("Success"),
+        "{body}"
+    );
+
+    // The run in the history: 24 children of `cleaned`, 9 of them on a second attempt.
+    let id = newest_run(home.path());
+    let out = cli_in(home.path(), "generous_riders", &["show", &id, "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(shown["parameters"]["seed"], 1);
+    let children: Vec<&serde_json::Value> = shown["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter(|t| t["task"] == "cleaned" && t["map_index"].is_u64())
+        .collect();
+    assert_eq!(children.len(), 24);
+    assert!(children.iter().all(|c| c["state"] == "Success"));
+    let retried: Vec<u64> = children
+        .iter()
+        .filter(|c| c["attempts"].as_u64() > Some(1))
+        .map(|c| c["map_index"].as_u64().expect("an index"))
+        .collect();
+    assert_eq!(retried.len(), 9, "{children:?}");
+
+    // A retried child's logs: its failed load, then its second attempt.
+    let task = format!("cleaned[{}]", retried[0]);
+    let out = cli_in(home.path(), "generous_riders", &["logs", &id, "--task", &task]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().map(|l| l.get(9..).unwrap_or(l)).collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "INFO  {task}: Retrying in 2s error=flaky source: chunk "
+        ))),
+        "{text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("INFO  {task} (attempt 2): Running"))),
+        "{text}"
+    );
 }

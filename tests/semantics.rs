@@ -527,12 +527,23 @@ async fn parameters_are_set_by_name_with_validation() {
 #[tokio::test]
 async fn a_required_parameter_left_unset_fails_the_run_before_anything_runs() {
     let run = map_of_required().executor(common::executor()).run().await;
-    let why = "parameter `n` of flow `map_of_required` is required and was not set: set it with `--param n=..` \
+    let why =
+        "parameter `n` of flow `map_of_required` is required and was not set: set it with `--param n=..` \
                (the CLI) or `.with_param(\"n\", ..)`";
-    assert_eq!(run.state(), &State::Failed { message: why.to_owned() });
+    assert_eq!(
+        run.state(),
+        &State::Failed {
+            message: why.to_owned()
+        }
+    );
     for task in run.tasks() {
         assert_eq!(task.attempts(), 0, "{} ran", task.name());
-        assert_eq!(task.state(), &State::Failed { message: format!("never ran: {why}") });
+        assert_eq!(
+            task.state(),
+            &State::Failed {
+                message: format!("never ran: {why}")
+            }
+        );
     }
     assert_eq!(map_of_required().params(), [("n", serde_json::Value::Null)]);
 

@@ -43,10 +43,9 @@ const FAILED: u8 = 1;
 const USAGE: u8 = 2;
 
 /// The whole `main` of a flow program: serves task attempts when started as a worker,
-/// else runs the command line (see [`run`]).
+/// else runs the command line (see [`run`]). [`Cli`] adds to it.
 pub fn main() -> ExitCode {
-    flow_runtime::worker::serve_if_worker();
-    run(std::env::args_os())
+    Cli::new().main()
 }
 
 /// Runs the command line `args` (the program's name first), as [`main`] does without
@@ -58,31 +57,115 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let program = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_stem())
-        .map_or_else(|| "flows".to_owned(), |s| s.to_string_lossy().into_owned());
-    let flows = registered_flows();
-    let command = Args::command()
-        .name(program.clone())
-        .bin_name(program.clone())
-        .about(about(&flows));
-    let parsed = match command
-        .try_get_matches_from(args)
-        .and_then(|m| Args::from_arg_matches(&m))
+    Cli::new().run(args)
+}
+
+/// Changes a flow before each of its runs.
+type Prepare = Box<dyn Fn(DynFlow) -> DynFlow>;
+
+/// The command line of a flow program, with what the program adds: a change to a flow
+/// before each of its runs (a state handler, say), and text for `--help`.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     flow_cli::Cli::new()
+///         .prepare("generous_riders", |flow| flow.on_flow_state(|c: &flow_runtime::StateChange| {
+///             eprintln!("the run is {}", c.new_state());
+///         }))
+///         .after_help("Posts each run's end to stderr.")
+///         .main()
+/// }
+/// ```
+#[derive(Default)]
+pub struct Cli {
+    prepare: Vec<(&'static str, Prepare)>,
+    after_help: Option<String>,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field(
+                "prepared",
+                &self.prepare.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cli {
+    /// The command line over every flow of the program.
+    pub fn new() -> Self {
+        Cli::default()
+    }
+
+    /// Passes the flow named `flow` through `change` before each of its runs (`run`,
+    /// `restart`, and with no subcommand).
+    #[must_use]
+    pub fn prepare(mut self, flow: &'static str, change: impl Fn(DynFlow) -> DynFlow + 'static) -> Self {
+        self.prepare.push((flow, Box::new(change)));
+        self
+    }
+
+    /// Text shown at the end of `--help` (environment variables the program reads, say).
+    #[must_use]
+    pub fn after_help(mut self, text: impl Into<String>) -> Self {
+        self.after_help = Some(text.into());
+        self
+    }
+
+    /// The whole `main` of the program, as [`main`].
+    pub fn main(self) -> ExitCode {
+        flow_runtime::worker::serve_if_worker();
+        self.run(std::env::args_os())
+    }
+
+    /// Runs the command line `args`, as [`run`].
+    pub fn run<I, T>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
     {
-        Ok(parsed) => parsed,
-        // Help and version print and exit 0; usage errors exit 2.
-        Err(e) => e.exit(),
-    };
-    init_logs(parsed.log_format);
-    match dispatch(&program, &flows, parsed) {
-        Ok(code) => code,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::from(USAGE)
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        let program = args
+            .first()
+            .and_then(|a| std::path::Path::new(a).file_stem())
+            .map_or_else(|| "flows".to_owned(), |s| s.to_string_lossy().into_owned());
+        let flows = registered_flows();
+        let mut command = Args::command()
+            .name(program.clone())
+            .bin_name(program.clone())
+            .about(about(&flows));
+        if let Some(text) = &self.after_help {
+            command = command.after_help(text.clone());
         }
+        let parsed = match command
+            .try_get_matches_from(args)
+            .and_then(|m| Args::from_arg_matches(&m))
+        {
+            Ok(parsed) => parsed,
+            // Help and version print and exit 0; usage errors exit 2.
+            Err(e) => e.exit(),
+        };
+        init_logs(parsed.log_format);
+        match dispatch(&self, &program, &flows, parsed) {
+            Ok(code) => code,
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(USAGE)
+            }
+        }
+    }
+
+    /// The flow `reg` built for a run, with the program's changes.
+    fn build(&self, reg: &FlowRegistration) -> DynFlow {
+        let mut flow = (reg.build)();
+        for (name, change) in &self.prepare {
+            if *name == reg.name {
+                flow = change(flow);
+            }
+        }
+        flow
     }
 }
 
@@ -96,9 +179,9 @@ fn about(flows: &[&FlowRegistration]) -> String {
 }
 
 /// Runs one command; `Err`: a usage error, said in one line.
-fn dispatch(program: &str, flows: &[&FlowRegistration], args: Args) -> Result<ExitCode, String> {
+fn dispatch(cli: &Cli, program: &str, flows: &[&FlowRegistration], args: Args) -> Result<ExitCode, String> {
     match args.command {
-        Some(Command::Run { flow, options }) => run_flow(find(flows, &flow)?, &options),
+        Some(Command::Run { flow, options }) => run_flow(cli, find(flows, &flow)?, &options),
         Some(Command::List { json }) => {
             list(flows, json);
             Ok(ExitCode::SUCCESS)
@@ -113,7 +196,7 @@ fn dispatch(program: &str, flows: &[&FlowRegistration], args: Args) -> Result<Ex
         Some(Command::Logs { run, task, follow }) => {
             history::logs(&run, task.as_deref(), follow).map(|()| ExitCode::SUCCESS)
         }
-        Some(Command::Restart { run, executor, json }) => restart(flows, &run, &executor, json),
+        Some(Command::Restart { run, executor, json }) => restart(cli, flows, &run, &executor, json),
         Some(Command::Graph { flow, format }) => {
             let flow = (find(flows, &flow)?.build)();
             let text = match format {
@@ -125,7 +208,7 @@ fn dispatch(program: &str, flows: &[&FlowRegistration], args: Args) -> Result<Ex
             Ok(ExitCode::SUCCESS)
         }
         None => match flows {
-            [one] => run_flow(one, &args.run),
+            [one] => run_flow(cli, one, &args.run),
             [] => Err(format!("`{program}` defines no flow (declare one with `flow!`)")),
             _ => Err(format!(
                 "`{program}` defines {} flows: say which, as in `{program} run {}` (`{program} list` shows them)",
@@ -232,8 +315,8 @@ fn list(flows: &[&FlowRegistration], json: bool) {
     }
 }
 
-fn run_flow(reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, String> {
-    let flow = params::apply((reg.build)(), options.params_file.as_deref(), &options.params)?;
+fn run_flow(cli: &Cli, reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, String> {
+    let flow = params::apply(cli.build(reg), options.params_file.as_deref(), &options.params)?;
     let flow = with_executor(flow, &options.executor)?;
     // Recorded unless told not to; a history that cannot be used stops the run before
     // it starts.
@@ -246,7 +329,13 @@ fn run_flow(reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, Strin
 }
 
 /// `restart <run>`: the run's flow, from this program, run again under the run's id.
-fn restart(flows: &[&FlowRegistration], given: &str, executor: &str, json: bool) -> Result<ExitCode, String> {
+fn restart(
+    cli: &Cli,
+    flows: &[&FlowRegistration],
+    given: &str,
+    executor: &str,
+    json: bool,
+) -> Result<ExitCode, String> {
     let history = history::open()?;
     let record = history.run(given).map_err(|e| e.to_string())?;
     if record.ended_at.is_none() {
@@ -262,7 +351,7 @@ fn restart(flows: &[&FlowRegistration], given: &str, executor: &str, json: bool)
             record.id
         )
     })?;
-    let flow = with_executor((reg.build)(), executor)?;
+    let flow = with_executor(cli.build(reg), executor)?;
     execute(flow, Some(history), Some(id), json)
 }
 

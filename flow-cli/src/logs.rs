@@ -146,6 +146,14 @@ struct Fields {
 }
 
 impl Visit for Fields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        // The task run's node and index: the line's name already says which it is.
+        if !matches!(field.name(), "task_node" | "task_index") {
+            use std::fmt::Write as _;
+            let _ = write!(self.rest, " {}={value}", field.name());
+        }
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             self.message = Some(format!("{value:?}"));

@@ -111,11 +111,14 @@ impl ScopeFields {
     }
 }
 
-/// The message and the other fields (as a JSON object) of an event.
+/// The message and the other fields (as a JSON object) of an event; the task run an
+/// engine line logged in the flow run's span is about (`task_node`, `task_index`).
 #[derive(Default)]
 struct Line {
     message: String,
     fields: serde_json::Map<String, serde_json::Value>,
+    task_node: Option<u32>,
+    task_index: Option<u32>,
 }
 
 impl Visit for Line {
@@ -146,7 +149,13 @@ impl Visit for Line {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.fields.insert(field.name().to_owned(), value.into());
+        match field.name() {
+            "task_node" => self.task_node = u32::try_from(value).ok(),
+            "task_index" => self.task_index = u32::try_from(value).ok(),
+            name => {
+                self.fields.insert(name.to_owned(), value.into());
+            }
+        }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
@@ -199,12 +208,24 @@ where
         else {
             return;
         };
+        let mut line = Line::default();
+        event.record(&mut line);
+        // The engine's lines about a task run, logged in the flow run's span.
+        let scope = match (scope.node, line.task_node) {
+            (None, Some(node)) => {
+                line.fields.remove("task");
+                Scope {
+                    node: Some(node),
+                    map_index: line.task_index,
+                    ..scope
+                }
+            }
+            _ => scope,
+        };
         // A flow run's own info lines are its state changes, which the history has.
         if scope.node.is_none() && *meta.level() > Level::WARN {
             return;
         }
-        let mut line = Line::default();
-        event.record(&mut line);
         let record = LogRecord {
             run: scope.run,
             node: scope.node,

@@ -56,7 +56,11 @@ impl<O: Send + Sync + 'static> Flow<O> {
         let params = graph
             .params
             .iter()
-            .map(|p| p.default.clone().unwrap_or_else(|| crate::value::value(crate::graph::Unset)))
+            .map(|p| {
+                p.default
+                    .clone()
+                    .unwrap_or_else(|| crate::value::value(crate::graph::Unset))
+            })
             .collect();
         Flow {
             graph: Arc::new(graph),

@@ -5,12 +5,14 @@
 use std::fmt::{self, Debug, Display};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::error::FlowError;
 use crate::event::{Delivery, Subscription};
 use crate::executor::Executor;
 use crate::flow::Flow;
 use crate::graph::Graph;
+use crate::notify::{HandlerResult, StateChange, StateHandler};
 use crate::run::{FlowRun, TaskRun};
 use crate::state::State;
 use crate::value::Value;
@@ -118,6 +120,15 @@ pub trait ShowNothing {
 }
 impl<T> ShowNothing for Show<'_, T> {}
 
+/// A handler behind an `Arc`, as a handler.
+struct Shared(Arc<dyn StateHandler>);
+
+impl StateHandler for Shared {
+    fn on_change(&self, change: &StateChange) -> HandlerResult {
+        self.0.on_change(change)
+    }
+}
+
 type BoxRun = Pin<Box<dyn Future<Output = DynFlowRun> + Send>>;
 type BoxRestart = Pin<Box<dyn Future<Output = Result<DynFlowRun, FlowError>> + Send>>;
 
@@ -129,6 +140,7 @@ trait AnyFlow: Send + Sync {
     fn with_param_json(&self, name: &str, json: serde_json::Value) -> Result<Box<dyn AnyFlow>, FlowError>;
     fn with_executor(&self, executor: Executor) -> Box<dyn AnyFlow>;
     fn subscribe(&mut self, delivery: Delivery) -> Subscription;
+    fn on_flow_state(&self, handler: Arc<dyn StateHandler>) -> Box<dyn AnyFlow>;
     fn run(&self, view: OutputView) -> BoxRun;
     fn restart(&self, run: FlowRunId, view: OutputView) -> BoxRestart;
 }
@@ -156,6 +168,10 @@ impl<O: Send + Sync + 'static> AnyFlow for Flow<O> {
 
     fn subscribe(&mut self, delivery: Delivery) -> Subscription {
         Flow::subscribe(self, delivery)
+    }
+
+    fn on_flow_state(&self, handler: Arc<dyn StateHandler>) -> Box<dyn AnyFlow> {
+        Box::new(self.clone().on_flow_state(Shared(handler)))
     }
 
     fn run(&self, view: OutputView) -> BoxRun {
@@ -258,6 +274,16 @@ impl DynFlow {
     pub fn executor(self, executor: impl Into<Executor>) -> Self {
         DynFlow {
             flow: self.flow.with_executor(executor.into()),
+            view: self.view,
+        }
+    }
+
+    /// Calls `handler` on every state change of the flow run (see
+    /// [`Flow::on_flow_state`]).
+    #[must_use]
+    pub fn on_flow_state(self, handler: impl StateHandler) -> Self {
+        DynFlow {
+            flow: self.flow.on_flow_state(Arc::new(handler)),
             view: self.view,
         }
     }

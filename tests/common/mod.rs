@@ -212,3 +212,44 @@ pub fn start_cluster(python: &Path, workers: usize, scratch: &Path) -> (String, 
         .collect();
     (address, scheduler, workers)
 }
+
+#[allow(dead_code)]
+/// A one-request HTTP server: answers 200 and hands back the request's head and body.
+pub fn serve_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<(String, String)> {
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        let (head, length) = loop {
+            let n = std::io::Read::read(&mut stream, &mut buf).expect("read the request");
+            assert!(n > 0, "the connection closed before the request's head");
+            request.extend_from_slice(&buf[..n]);
+            if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&request[..end]).into_owned();
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().unwrap())
+                    })
+                    .expect("a Content-Length");
+                request.drain(..end + 4);
+                break (head, length);
+            }
+        };
+        while request.len() < length {
+            let n = std::io::Read::read(&mut stream, &mut buf).expect("read the body");
+            assert!(n > 0, "the connection closed before the body's end");
+            request.extend_from_slice(&buf[..n]);
+        }
+        std::io::Write::write_all(
+            &mut stream,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            .unwrap();
+        (head, String::from_utf8(request).unwrap())
+    })
+}

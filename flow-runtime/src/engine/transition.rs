@@ -137,7 +137,7 @@ impl Transitions {
         new: State,
         at: Stamp,
     ) {
-        log(&new, FullName(name, who.index));
+        log(&new, FullName(name, who.index), who);
         self.record(slot, name, who, attempt, new, at);
     }
 
@@ -158,6 +158,8 @@ impl Transitions {
         tracing::info!(
             target: "tideflow",
             task = %FullName(name, who.index),
+            task_node = who.node as u64,
+            task_index = who.index,
             error = %failed.message().unwrap_or(""),
             "Retrying in {wait:?}"
         );
@@ -254,28 +256,33 @@ impl Transitions {
 }
 
 /// Logs a task run's new state. `Running` is logged by the backend, in the attempt's span
-/// where the body starts, so that it comes before the body's own log lines.
-fn log(state: &State, task: FullName<'_>) {
+/// where the body starts, so that it comes before the body's own log lines. Each line
+/// carries the task run's node and index (`task_node`, `task_index`), so that a
+/// subscriber files it under the task run though it is logged in the flow run's span.
+fn log(state: &State, task: FullName<'_>, who: UpId) {
+    let (node, index) = (who.node as u64, who.index);
     match state {
         State::Running => {}
         State::Failed { message } => {
-            tracing::error!(target: "tideflow", task = %task, error = %message, "Failed")
+            tracing::error!(target: "tideflow", task = %task, task_node = node, task_index = index, error = %message, "Failed")
         }
         State::TimedOut { message } => {
-            tracing::error!(target: "tideflow", task = %task, error = %message, "TimedOut")
+            tracing::error!(target: "tideflow", task = %task, task_node = node, task_index = index, error = %message, "TimedOut")
         }
         State::TriggerFailed { message } => {
-            tracing::warn!(target: "tideflow", task = %task, reason = %message, "TriggerFailed")
+            tracing::warn!(target: "tideflow", task = %task, task_node = node, task_index = index, reason = %message, "TriggerFailed")
         }
         State::Skipped { message } => {
-            tracing::info!(target: "tideflow", task = %task, reason = %message, "Skipped")
+            tracing::info!(target: "tideflow", task = %task, task_node = node, task_index = index, reason = %message, "Skipped")
         }
         State::Cancelled { message } => {
-            tracing::warn!(target: "tideflow", task = %task, reason = %message, "Cancelled")
+            tracing::warn!(target: "tideflow", task = %task, task_node = node, task_index = index, reason = %message, "Cancelled")
         }
         State::Mapped { children } => {
-            tracing::info!(target: "tideflow", task = %task, children = *children, "Mapped")
+            tracing::info!(target: "tideflow", task = %task, task_node = node, task_index = index, children = *children, "Mapped")
         }
-        other => tracing::info!(target: "tideflow", task = %task, "{}", other.name()),
+        other => {
+            tracing::info!(target: "tideflow", task = %task, task_node = node, task_index = index, "{}", other.name())
+        }
     }
 }
