@@ -9,7 +9,6 @@
 mod common;
 
 #[cfg(feature = "slack")]
-use std::io::{Read as _, Write as _};
 #[cfg(feature = "slack")]
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
