@@ -520,6 +520,18 @@ fn generous_riders_runs_from_its_cli_and_tells_slack_how_it_ended() {
     let text = stdout(&out);
     assert!(text.contains("children: 24 Success; 9 retried"), "{text}");
     assert!(text.contains("most generous rider: "), "{text}");
+    // Off a terminal, a progress line now and then (every 0.5 s here), on standard error.
+    let progress = stderr(&out);
+    assert!(
+        !progress.is_empty() && progress.lines().all(|l| l.starts_with("progress: ")),
+        "{progress}"
+    );
+    assert!(
+        progress
+            .lines()
+            .any(|l| l.contains(" task runs finished; best ") && l.contains("; cleaned ")),
+        "{progress}"
+    );
     let (head, body) = slack.join().expect("Slack got one post");
     assert!(head.starts_with("POST /services/T0/B0/secret HTTP/1.1"), "{head}");
     assert!(

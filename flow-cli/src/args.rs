@@ -79,6 +79,9 @@ pub(crate) enum Command {
         /// Print the run as one JSON object instead of its summary.
         #[arg(long)]
         json: bool,
+        /// No progress on standard error.
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
     /// Print a flow's graph.
     Graph {
@@ -112,6 +115,9 @@ pub(crate) struct RunArgs {
     /// Do not record the run in the history (`$TIDEFLOW_HOME/tideflow.db`).
     #[arg(long)]
     pub no_history: bool,
+    /// No progress on standard error (bars on a terminal, a line every 5 s elsewhere).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

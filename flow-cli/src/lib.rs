@@ -24,6 +24,7 @@ mod args;
 mod history;
 mod logs;
 mod params;
+mod progress;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -196,7 +197,12 @@ fn dispatch(cli: &Cli, program: &str, flows: &[&FlowRegistration], args: Args) -
         Some(Command::Logs { run, task, follow }) => {
             history::logs(&run, task.as_deref(), follow).map(|()| ExitCode::SUCCESS)
         }
-        Some(Command::Restart { run, executor, json }) => restart(cli, flows, &run, &executor, json),
+        Some(Command::Restart {
+            run,
+            executor,
+            json,
+            quiet,
+        }) => restart(cli, flows, &run, &executor, json, quiet),
         Some(Command::Graph { flow, format }) => {
             let flow = (find(flows, &flow)?.build)();
             let text = match format {
@@ -325,7 +331,7 @@ fn run_flow(cli: &Cli, reg: &FlowRegistration, options: &RunArgs) -> Result<Exit
     } else {
         Some(history::open().map_err(|e| format!("{e} (or run with --no-history)"))?)
     };
-    execute(flow, history, None, options.json)
+    execute(flow, history, None, options.json, options.quiet)
 }
 
 /// `restart <run>`: the run's flow, from this program, run again under the run's id.
@@ -335,6 +341,7 @@ fn restart(
     given: &str,
     executor: &str,
     json: bool,
+    quiet: bool,
 ) -> Result<ExitCode, String> {
     let history = history::open()?;
     let record = history.run(given).map_err(|e| e.to_string())?;
@@ -352,7 +359,7 @@ fn restart(
         )
     })?;
     let flow = with_executor(cli.build(reg), executor)?;
-    execute(flow, Some(history), Some(id), json)
+    execute(flow, Some(history), Some(id), json, quiet)
 }
 
 /// Runs `flow` (again as `restart`, when given), recorded in `history`, prints it, and
@@ -362,7 +369,10 @@ fn execute(
     history: Option<flow_history::History>,
     restart: Option<flow_runtime::FlowRunId>,
     json: bool,
+    quiet: bool,
 ) -> Result<ExitCode, String> {
+    let mut flow = flow;
+    let progress = progress::Mode::pick(quiet).map(|mode| progress::Progress::start(&mut flow, mode));
     let flow = match &history {
         Some(h) => {
             h.capture_logs();
@@ -384,6 +394,9 @@ fn execute(
         })?,
     };
     drop(flow);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     if let Some(h) = &history {
         if !h.wait(run.id()) {
             eprintln!(

@@ -43,7 +43,7 @@ pub fn init_logs(format: LogFormat) {
         flow_history::HistoryLayer::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let terminal: Box<dyn Layer<_> + Send + Sync> = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(|| crate::progress::LogWriter)
             .with_ansi(std::io::stderr().is_terminal())
             .event_format(Compact)
             .with_filter(filter())
