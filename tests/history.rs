@@ -169,25 +169,14 @@ fn child_program() {
     unreachable!("killed before the run ends");
 }
 
-#[test]
-fn a_program_killed_mid_run_leaves_it_crashed_for_the_next_one() {
-    let home = tempfile::tempdir().expect("a folder");
-    let mut child = Command::new(std::env::current_exe().expect("this test binary"))
-        .args(["child_program", "--exact", "--nocapture"])
-        .env("HISTORY_TEST_HOME", home.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("the child starts");
-
-    // Wait until the child's run is in the history with `sleepy` running.
+/// The newest run in the history in `home`, once its task `task` is running (30 s at
+/// most).
+fn newest_run_with_task_running(home: &Path, task: &str) -> tideflow::history::RunRecord {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        assert!(
-            Instant::now() < deadline,
-            "the child's run never showed up running"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-        let Ok(history) = History::open_in(home.path()) else {
+    loop {
+        assert!(Instant::now() < deadline, "no run reached `{task}`");
+        std::thread::sleep(Duration::from_millis(50));
+        let Ok(history) = History::open_in(home) else {
             continue;
         };
         let Some(run) = history
@@ -199,13 +188,28 @@ fn a_program_killed_mid_run_leaves_it_crashed_for_the_next_one() {
             continue;
         };
         let tasks = history.task_runs(&run.id).expect("read");
-        if tasks.iter().any(|t| t.task == "slept" && t.state == "Running") {
-            // The program is alive: opening the history left its run alone.
-            assert_eq!(run.state, "Running");
-            assert_eq!(run.ended_at, None);
-            break run.id;
+        if tasks.iter().any(|t| t.task == task && t.state == "Running") {
+            return run;
         }
-    };
+    }
+}
+
+#[test]
+fn a_program_killed_mid_run_leaves_it_crashed_for_the_next_one() {
+    let home = tempfile::tempdir().expect("a folder");
+    let mut child = Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["child_program", "--exact", "--nocapture"])
+        .env("HISTORY_TEST_HOME", home.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the child starts");
+
+    // Wait until the child's run is in the history with `sleepy` running: the program
+    // is alive, and opening the history left its run alone.
+    let run = newest_run_with_task_running(home.path(), "slept");
+    assert_eq!(run.state, "Running");
+    assert_eq!(run.ended_at, None);
+    let id = run.id;
     // Opened once more while it runs: still left alone.
     let history = History::open_in(home.path()).expect("a history");
     assert_eq!(history.run(&id).expect("the run").state, "Running");
@@ -305,26 +309,7 @@ fn a_crashed_run_restarts_under_its_id_and_runs_only_what_did_not_finish() {
     let home = home.path();
     std::fs::write(home.join("block"), "").expect("written");
     let mut child = cli_child(home, "run resumable");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let id = loop {
-        assert!(Instant::now() < deadline, "the run never reached `second`");
-        std::thread::sleep(Duration::from_millis(50));
-        let Ok(history) = History::open_in(home) else {
-            continue;
-        };
-        let Some(run) = history
-            .runs(&RunFilter::default())
-            .expect("read")
-            .into_iter()
-            .next()
-        else {
-            continue;
-        };
-        let tasks = history.task_runs(&run.id).expect("read");
-        if tasks.iter().any(|t| t.task == "second" && t.state == "Running") {
-            break run.id;
-        }
-    };
+    let id = newest_run_with_task_running(home, "second").id;
     child.kill().expect("SIGKILL");
     child.wait().expect("it ended");
     std::fs::remove_file(home.join("block")).expect("removed");

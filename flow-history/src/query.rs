@@ -159,24 +159,34 @@ fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 impl History {
+    /// Every row `sql` gives with `params`, each read by `row`.
+    fn all<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, HistoryError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(sql).map_err(|e| self.db_error(e))?;
+        let rows = stmt.query_map(params, row).map_err(|e| self.db_error(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.db_error(e))
+    }
+
     /// Runs, the newest first.
     ///
     /// # Errors
     /// [`HistoryError::Database`] when the database cannot be read.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, HistoryError> {
-        let conn = self.reader();
         let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let mut stmt = conn
-            .prepare(&format!(
+        self.all(
+            &format!(
                 "SELECT {RUN_COLUMNS} FROM flow_run WHERE (?1 IS NULL OR flow = ?1) \
                  AND (?2 IS NULL OR lower(state) = lower(?2)) ORDER BY run DESC LIMIT ?3"
-            ))
-            .map_err(|e| self.db_error(e))?;
-        let rows = stmt
-            .query_map(params![filter.flow, filter.state, limit], run_record)
-            .map_err(|e| self.db_error(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.db_error(e))
+            ),
+            params![filter.flow, filter.state, limit],
+            run_record,
+        )
     }
 
     /// The run whose id is `id`, or starts with `id` (at least 4 characters).
@@ -236,15 +246,11 @@ impl History {
     /// # Errors
     /// [`HistoryError::Database`].
     pub fn task_runs(&self, id: &str) -> Result<Vec<TaskRunRecord>, HistoryError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare(
-                "SELECT t.node, t.task, t.map_index, t.attempts, t.state, t.message, t.started_at, t.ended_at \
-                 FROM task_run t JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 ORDER BY t.node, t.map_index",
-            )
-            .map_err(|e| self.db_error(e))?;
-        let rows = stmt
-            .query_map([id], |r| {
+        self.all(
+            "SELECT t.node, t.task, t.map_index, t.attempts, t.state, t.message, t.started_at, t.ended_at \
+             FROM task_run t JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 ORDER BY t.node, t.map_index",
+            [id],
+            |r| {
                 let index: i64 = r.get(2)?;
                 Ok(TaskRunRecord {
                     node: r.get(0)?,
@@ -256,10 +262,8 @@ impl History {
                     started_at: r.get(6)?,
                     ended_at: r.get(7)?,
                 })
-            })
-            .map_err(|e| self.db_error(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.db_error(e))
+            },
+        )
     }
 
     /// Every state event of the run `id` (its full id), in order.
@@ -267,18 +271,12 @@ impl History {
     /// # Errors
     /// [`HistoryError::Database`].
     pub fn events(&self, id: &str) -> Result<Vec<StateEventRecord>, HistoryError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare(
-                "SELECT e.events FROM state_events e JOIN flow_run f ON f.run = e.run WHERE f.id = ?1 \
-                 ORDER BY e.first_seq",
-            )
-            .map_err(|e| self.db_error(e))?;
-        let packs: Vec<String> = stmt
-            .query_map([id], |r| r.get(0))
-            .map_err(|e| self.db_error(e))?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.db_error(e))?;
+        let packs: Vec<String> = self.all(
+            "SELECT e.events FROM state_events e JOIN flow_run f ON f.run = e.run WHERE f.id = ?1 \
+             ORDER BY e.first_seq",
+            [id],
+            |r| r.get(0),
+        )?;
         let mut events = Vec::new();
         for pack in packs {
             type Row = (
@@ -325,23 +323,19 @@ impl History {
         task: Option<(&str, Option<u32>)>,
         after: i64,
     ) -> Result<Vec<LogLine>, HistoryError> {
-        let conn = self.reader();
         let (name, index) = match task {
             Some((name, index)) => (Some(name), Some(index.map_or(-1, i64::from))),
             None => (None, None),
         };
-        let mut stmt = conn
-            .prepare(
-                "SELECT l.id, l.node, \
-                 (SELECT t.task FROM task_run t WHERE t.run = l.run AND t.node = l.node LIMIT 1), \
-                 l.map_index, l.attempt, l.level, l.at, l.target, l.message, l.fields \
-                 FROM log l JOIN flow_run f ON f.run = l.run WHERE f.id = ?1 AND l.id > ?2 \
-                 AND (?3 IS NULL OR (l.node IN (SELECT node FROM task_run t WHERE t.run = l.run AND t.task = ?3) \
-                 AND coalesce(l.map_index, -1) = ?4)) ORDER BY l.id",
-            )
-            .map_err(|e| self.db_error(e))?;
-        let rows = stmt
-            .query_map(params![id, after, name, index], |r| {
+        self.all(
+            "SELECT l.id, l.node, \
+             (SELECT t.task FROM task_run t WHERE t.run = l.run AND t.node = l.node LIMIT 1), \
+             l.map_index, l.attempt, l.level, l.at, l.target, l.message, l.fields \
+             FROM log l JOIN flow_run f ON f.run = l.run WHERE f.id = ?1 AND l.id > ?2 \
+             AND (?3 IS NULL OR (l.node IN (SELECT node FROM task_run t WHERE t.run = l.run AND t.task = ?3) \
+             AND coalesce(l.map_index, -1) = ?4)) ORDER BY l.id",
+            params![id, after, name, index],
+            |r| {
                 Ok(LogLine {
                     id: r.get(0)?,
                     node: r.get(1)?,
@@ -354,10 +348,8 @@ impl History {
                     message: r.get(8)?,
                     fields: r.get(9)?,
                 })
-            })
-            .map_err(|e| self.db_error(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.db_error(e))
+            },
+        )
     }
 }
 

@@ -209,18 +209,7 @@ impl FlowBuilder {
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
-        self.params.push(ParamSpec {
-            name,
-            ty,
-            default: Some(value::value(default)),
-            from_json: param_from_json::<T>,
-            to_json: param_to_json::<T>,
-        });
-        Single {
-            source: Source::Param(self.params.len() - 1),
-            node: None,
-            _t: PhantomData,
-        }
+        self.declare_param::<T>(name, ty, Some(value::value(default)))
     }
 
     /// Declares a required parameter (no default): every run must set it.
@@ -228,10 +217,17 @@ impl FlowBuilder {
     where
         T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
     {
+        self.declare_param::<T>(name, ty, None)
+    }
+
+    fn declare_param<T>(&mut self, name: &'static str, ty: &'static str, default: Option<Value>) -> Single<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+    {
         self.params.push(ParamSpec {
             name,
             ty,
-            default: None,
+            default,
             from_json: param_from_json::<T>,
             to_json: param_to_json::<T>,
         });

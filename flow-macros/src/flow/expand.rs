@@ -373,10 +373,7 @@ fn subflow_task(flow: &FlowDecl) -> TokenStream {
     let name = &flow.name;
     let name_text = name.to_string();
     let out = output_type(flow);
-    let out_text = match &flow.output {
-        Some(t) => type_text(t),
-        None => "()".to_owned(),
-    };
+    let out_text = output_text(flow);
     let param_tys: Vec<&Type> = flow.params.iter().map(|p| &p.ty).collect();
     let param_names: Vec<String> = flow.params.iter().map(|p| p.name.to_string()).collect();
     let param_texts: Vec<String> = param_tys.iter().map(|t| type_text(t)).collect();
@@ -411,6 +408,14 @@ fn subflow_task(flow: &FlowDecl) -> TokenStream {
     }
 }
 
+/// The flow's output type as written (`()` for none).
+fn output_text(flow: &FlowDecl) -> String {
+    match &flow.output {
+        Some(t) => type_text(t),
+        None => "()".to_owned(),
+    }
+}
+
 /// The flow's registration by name, with the way to show its output without its type
 /// (`Display`, else `Debug`; `Serialize` for JSON), picked here for the concrete type.
 fn registration(flow: &FlowDecl) -> TokenStream {
@@ -418,10 +423,7 @@ fn registration(flow: &FlowDecl) -> TokenStream {
     let name = &flow.name;
     let name_text = name.to_string();
     let out = output_type(flow);
-    let out_text = match &flow.output {
-        Some(t) => type_text(t),
-        None => "()".to_owned(),
-    };
+    let out_text = output_text(flow);
     let view = match &flow.output {
         None => quote! { #p::OutputView::NONE },
         Some(_) => quote! {
