@@ -578,3 +578,33 @@ fn generous_riders_runs_from_its_cli_and_tells_slack_how_it_ended() {
         "{text}"
     );
 }
+
+/// Another program holds the history's database locked past the busy timeout (5 s): the
+/// run does not start, says why in one line, and what the database held is kept.
+#[test]
+fn a_locked_history_stops_the_run_with_one_line_and_loses_nothing() {
+    let home = tempfile::tempdir().expect("a folder");
+    assert_eq!(cli_in(home.path(), "nyc_taxi_tips", &[]).status.code(), Some(0));
+    let first = newest_run(home.path());
+    let db = home.path().join("tideflow.db");
+    let locker = rusqlite::Connection::open(&db).expect("opens");
+    locker.execute_batch("BEGIN EXCLUSIVE").expect("locked");
+    let out = cli_in(home.path(), "nyc_taxi_tips", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: the run history {} cannot be used: database is locked: another program has held it locked for \
+             over 5 s; try again when it is done (or run with --no-history)\n",
+            db.display()
+        )
+    );
+    assert_eq!(stdout(&out), "", "nothing ran");
+    locker.execute_batch("ROLLBACK").expect("unlocked");
+    drop(locker);
+    let out = cli_in(home.path(), "nyc_taxi_tips", &["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1));
+    assert_eq!(runs[0]["id"], first.as_str());
+    assert_eq!(runs[0]["state"], "Success");
+}

@@ -383,3 +383,39 @@ fn a_crashed_run_restarts_under_its_id_and_runs_only_what_did_not_finish() {
         "{stderr}"
     );
 }
+
+flow! {
+    /// Run as a subflow of `outer`.
+    fn inner(x: u64 = 1) -> u64 {
+        total_of_one(x)
+    }
+
+    /// Runs `inner` as its first task.
+    fn outer(x: u64 = 2) -> u64 {
+        let y = inner(x);
+        total_of_one(y)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subflows_run_is_recorded_under_its_parents_task_run() {
+    let home = tempfile::tempdir().expect("a folder");
+    let history = History::open_in(home.path()).expect("a history");
+    let run = history.record(outer()).run().await;
+    assert_eq!(run.output(), Ok(&2));
+    assert!(history.wait(run.id()));
+    let runs = history.runs(&RunFilter::default()).expect("read");
+    let names: Vec<(&str, &str, Option<&str>)> = runs
+        .iter()
+        .map(|r| (r.flow.as_str(), r.state.as_str(), r.parent.as_deref()))
+        .collect();
+    let parent_task = format!("{}-0", run.id());
+    assert_eq!(
+        names,
+        [
+            ("inner", "Success", Some(parent_task.as_str())),
+            ("outer", "Success", None)
+        ]
+    );
+    history.close();
+}

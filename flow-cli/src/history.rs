@@ -78,6 +78,7 @@ fn run_json(run: &RunRecord) -> serde_json::Value {
         "ended_at": run.ended_at,
         "pid": run.pid,
         "host": run.host,
+        "parent": run.parent,
     })
 }
 
@@ -126,6 +127,9 @@ fn render_show(run: &RunRecord, tasks: &[TaskRunRecord]) -> String {
         let _ = write!(s, ": {m}");
     }
     let _ = writeln!(s);
+    if let Some(parent) = &run.parent {
+        let _ = writeln!(s, "a subflow's run, run by task run {parent}");
+    }
     let _ = writeln!(s, "parameters: {}", run.parameters);
     let started = run.started_at.unwrap_or(run.created_at);
     let _ = write!(s, "started {} UTC", format_time(started));

@@ -29,6 +29,8 @@ pub struct RunRecord {
     pub pid: u32,
     /// The host it ran on.
     pub host: String,
+    /// For a subflow's run, the parent's task run that ran it (`<run id>-<node>[-<index>]`).
+    pub parent: Option<String>,
 }
 
 /// A task run (or mapped child) as the history has it.
@@ -139,7 +141,7 @@ pub fn format_time(seconds: f64) -> String {
 }
 
 const RUN_COLUMNS: &str =
-    "id, flow, version, parameters, state, message, created_at, started_at, ended_at, pid, host";
+    "id, flow, version, parameters, state, message, created_at, started_at, ended_at, pid, host, parent";
 
 fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let parameters: String = r.get(3)?;
@@ -155,6 +157,7 @@ fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         ended_at: r.get(8)?,
         pid: r.get(9)?,
         host: r.get(10)?,
+        parent: r.get(11)?,
     })
 }
 

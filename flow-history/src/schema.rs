@@ -91,6 +91,11 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run, first_seq)
     ) WITHOUT ROWID;
     ",
+    // 3: a subflow's run names the parent's task run that ran it.
+    "
+    ALTER TABLE flow_run ADD COLUMN parent TEXT;
+    CREATE INDEX flow_run_by_parent ON flow_run (parent);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -476,9 +476,20 @@ impl Writer {
         )?;
         let made = tx.execute(
             "INSERT INTO flow_run (id, flow, version, parameters, state, created_at, last_event_at, pid, pid_started, \
-             host, heartbeat_at) VALUES (?1, ?2, ?3, ?4, 'Pending', ?5, ?5, ?6, ?7, ?8, ?9) \
+             host, heartbeat_at, parent) VALUES (?1, ?2, ?3, ?4, 'Pending', ?5, ?5, ?6, ?7, ?8, ?9, ?10) \
              ON CONFLICT (id) DO NOTHING",
-            params![ev.flow_run_id.to_string(), ev.flow, version, parameters, at, pid, pid_started, host, process::now()],
+            params![
+                ev.flow_run_id.to_string(),
+                ev.flow,
+                version,
+                parameters,
+                at,
+                pid,
+                pid_started,
+                host,
+                process::now(),
+                ev.parent.map(|p| p.to_string())
+            ],
         )?;
         let run: i64 = tx.query_row(
             "SELECT run FROM flow_run WHERE id = ?1",

@@ -53,6 +53,10 @@ pub struct RunEvent {
     pub new: State,
     /// When it happened.
     pub at: SystemTime,
+    /// For a subflow's run, the parent's task run that runs it (set on the flow run's own
+    /// events: those with no `task_run_id`).
+    #[serde(default)]
+    pub parent: Option<TaskRunId>,
 }
 
 impl RunEvent {

@@ -90,6 +90,8 @@ pub(super) enum Stamp {
 pub(super) struct Transitions {
     flow: &'static str,
     flow_run: FlowRunId,
+    /// For a subflow's run: the parent's task run.
+    parent: Option<TaskRunId>,
     clock: Clock,
     task_handlers: Handlers,
     flow_handlers: Handlers,
@@ -102,6 +104,7 @@ impl Transitions {
     pub(super) fn new(
         flow: &'static str,
         flow_run: FlowRunId,
+        parent: Option<TaskRunId>,
         clock: Clock,
         task_handlers: Handlers,
         flow_handlers: Handlers,
@@ -110,6 +113,7 @@ impl Transitions {
         Transitions {
             flow,
             flow_run,
+            parent,
             clock,
             task_handlers,
             flow_handlers,
@@ -206,6 +210,7 @@ impl Transitions {
                 old,
                 new: slot.clone(),
                 at,
+                parent: None,
             });
         }
     }
@@ -250,6 +255,7 @@ impl Transitions {
                 old,
                 new: self.flow_state.clone(),
                 at,
+                parent: self.parent,
             });
         }
     }

@@ -354,6 +354,7 @@ impl Scheduler {
         let tr = Transitions::new(
             graph.name,
             flow_run,
+            options.parent,
             clock,
             options.task_handlers.clone(),
             options.flow_handlers.clone(),
