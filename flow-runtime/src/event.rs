@@ -108,6 +108,9 @@ impl Delivery {
 }
 
 /// What a [`Subscription`] receives.
+// Nearly every value is an event: boxing it would cost an allocation per event to save
+// room in the rare `Missed`.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Received {
     /// The next event.
