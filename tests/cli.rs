@@ -505,7 +505,7 @@ fn generous_riders_runs_from_its_cli_and_tells_slack_how_it_ended() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("an address").port();
     let slack = common::serve_once(listener);
-    let out = Command::new(example("generous_riders"))
+    let child = Command::new(example("generous_riders"))
         .args(["-p", "seed=1"])
         .env("TIDEFLOW_HOME", home.path())
         .env(
@@ -513,9 +513,31 @@ fn generous_riders_runs_from_its_cli_and_tells_slack_how_it_ended() {
             format!("http://127.0.0.1:{port}/services/T0/B0/secret"),
         )
         .env("RUST_LOG", "off")
+        .env("TIDEFLOW_PROGRESS_EVERY", "0.5")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("it runs");
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("it starts");
+    // While it runs (its retries wait 2 s), another command follows its log lines until
+    // the run ends.
+    let running = loop {
+        let out = cli_in(home.path(), "generous_riders", &["runs", "--json"]);
+        let runs: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap_or_default();
+        if let Some(id) = runs[0]["id"].as_str() {
+            assert_eq!(runs[0]["state"], "Running", "followed while it runs");
+            break id.to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let followed = cli_in(home.path(), "generous_riders", &["logs", &running, "--follow"]);
+    assert_eq!(followed.status.code(), Some(0));
+    assert!(
+        stdout(&followed).contains(" summarize: Running"),
+        "{}",
+        stdout(&followed)
+    );
+    let out = child.wait_with_output().expect("it runs");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("children: 24 Success; 9 retried"), "{text}");
