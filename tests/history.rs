@@ -107,6 +107,21 @@ async fn a_recorded_run_leaves_its_task_runs_events_and_logs() {
         ]
     );
 
+    // Each task run's task (function), beside its name in the flow.
+    let functions: Vec<(&str, Option<&str>)> = tasks
+        .iter()
+        .filter(|t| t.map_index.is_none())
+        .map(|t| (t.task.as_str(), t.function.as_deref()))
+        .collect();
+    assert_eq!(
+        functions,
+        [
+            ("ns", Some("numbers")),
+            ("doubled", Some("flaky")),
+            ("total", Some("total"))
+        ]
+    );
+
     // The retried child's state events, in order.
     let events = history.events(&id).expect("read");
     assert_eq!(

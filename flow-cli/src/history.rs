@@ -85,6 +85,7 @@ fn run_json(run: &RunRecord) -> serde_json::Value {
 fn task_json(t: &TaskRunRecord) -> serde_json::Value {
     serde_json::json!({
         "task": t.task,
+        "function": t.function,
         "map_index": t.map_index,
         "attempts": t.attempts,
         "state": t.state,

@@ -158,13 +158,16 @@ pub struct RunInfo {
     pub version: String,
     /// The parameters' values, as a JSON object.
     pub parameters: serde_json::Value,
+    /// The task (function) of each node of the flow, by node.
+    pub functions: Vec<&'static str>,
 }
 
 impl RunInfo {
-    fn new(flow: &str, description: &str, dot: &str, params: Vec<(&'static str, serde_json::Value)>) -> Self {
+    fn new(graph: &flow_runtime::Graph, dot: &str, params: Vec<(&'static str, serde_json::Value)>) -> Self {
         RunInfo {
-            flow: flow.to_owned(),
-            description: description.trim().to_owned(),
+            flow: graph.name.to_owned(),
+            description: graph.description.trim().to_owned(),
+            functions: graph.nodes.iter().map(|n| n.task.name).collect(),
             version: version_of(dot),
             parameters: serde_json::Value::Object(
                 params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
@@ -193,7 +196,7 @@ pub trait Recordable {
 
 impl<O: Send + Sync + 'static> Recordable for Flow<O> {
     fn run_info(&self) -> RunInfo {
-        RunInfo::new(self.name(), self.description(), &self.to_dot(), self.params())
+        RunInfo::new(self.graph(), &self.to_dot(), self.params())
     }
 
     fn subscribe_lossless(&mut self) -> Subscription {
@@ -203,7 +206,7 @@ impl<O: Send + Sync + 'static> Recordable for Flow<O> {
 
 impl Recordable for DynFlow {
     fn run_info(&self) -> RunInfo {
-        RunInfo::new(self.name(), self.description(), &self.to_dot(), self.params())
+        RunInfo::new(self.graph(), &self.to_dot(), self.params())
     }
 
     fn subscribe_lossless(&mut self) -> Subscription {

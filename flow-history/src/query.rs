@@ -40,6 +40,8 @@ pub struct TaskRunRecord {
     pub node: u32,
     /// Its name in the flow (its binding).
     pub task: String,
+    /// The task (function) it runs, when known (not for a subflow's task runs).
+    pub function: Option<String>,
     /// The child's index, for a mapped child.
     pub map_index: Option<u32>,
     /// Attempts made.
@@ -250,8 +252,8 @@ impl History {
     /// [`HistoryError::Database`].
     pub fn task_runs(&self, id: &str) -> Result<Vec<TaskRunRecord>, HistoryError> {
         self.all(
-            "SELECT t.node, t.task, t.map_index, t.attempts, t.state, t.message, t.started_at, t.ended_at \
-             FROM task_run t JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 ORDER BY t.node, t.map_index",
+            "SELECT t.node, t.task, t.map_index, t.attempts, t.state, t.message, t.started_at, t.ended_at, \
+             t.function FROM task_run t JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 ORDER BY t.node, t.map_index",
             [id],
             |r| {
                 let index: i64 = r.get(2)?;
@@ -264,6 +266,7 @@ impl History {
                     message: r.get(5)?,
                     started_at: r.get(6)?,
                     ended_at: r.get(7)?,
+                    function: r.get(8)?,
                 })
             },
         )

@@ -96,6 +96,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE flow_run ADD COLUMN parent TEXT;
     CREATE INDEX flow_run_by_parent ON flow_run (parent);
     ",
+    // 4: a task run's task (the function), beside its name in the flow (its binding).
+    "
+    ALTER TABLE task_run ADD COLUMN function TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -163,6 +163,8 @@ impl Pack {
 /// A task run's row, as the batch leaves it.
 struct TaskRow {
     task: Arc<str>,
+    /// The task (function), when the flow is the recorded one (not a subflow).
+    function: Option<&'static str>,
     attempts: u32,
     state: &'static str,
     message: Option<String>,
@@ -334,8 +336,12 @@ impl Writer {
                             match (node, &ev.task) {
                                 (Some(node), Some(task)) => {
                                     let index = ev.map_index.map_or(-1, i64::from);
+                                    let function = (ev.flow == info.flow)
+                                        .then(|| info.functions.get(node as usize).copied())
+                                        .flatten();
                                     let row = tasks.entry((run, node, index)).or_insert_with(|| TaskRow {
                                         task: Arc::clone(task),
+                                        function,
                                         attempts: 0,
                                         state: "Pending",
                                         message: None,
@@ -370,8 +376,8 @@ impl Writer {
         }
         {
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO task_run (run, node, map_index, task, attempts, state, message, started_at, ended_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                "INSERT INTO task_run (run, node, map_index, task, attempts, state, message, started_at, ended_at, \
+                 function) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                  ON CONFLICT (run, node, map_index) DO UPDATE SET \
                  attempts = max(attempts, excluded.attempts), state = excluded.state, message = excluded.message, \
                  started_at = coalesce(task_run.started_at, excluded.started_at), ended_at = excluded.ended_at",
@@ -386,7 +392,8 @@ impl Writer {
                     row.state,
                     row.message,
                     row.started_at,
-                    row.ended_at
+                    row.ended_at,
+                    row.function
                 ])?;
             }
             let mut insert_events = tx.prepare_cached(
