@@ -160,6 +160,37 @@ impl Pack {
     }
 }
 
+/// Task run rows written by one statement.
+const ROWS: usize = 64;
+
+/// The upsert of `rows` task run rows.
+fn upsert_sql(rows: usize) -> String {
+    let one = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT INTO task_run (run, node, map_index, task, attempts, state, message, started_at, ended_at, function) \
+         VALUES {} ON CONFLICT (run, node, map_index) DO UPDATE SET \
+         attempts = max(attempts, excluded.attempts), state = excluded.state, message = excluded.message, \
+         started_at = coalesce(task_run.started_at, excluded.started_at), ended_at = excluded.ended_at",
+        vec![one; rows].join(", ")
+    )
+}
+
+/// The values of one task run row, in `upsert_sql`'s order.
+fn task_values<'a>(key: &'a (i64, u32, i64), row: &'a TaskRow) -> [&'a dyn rusqlite::ToSql; 10] {
+    [
+        &key.0,
+        &key.1,
+        &key.2,
+        &row.task,
+        &row.attempts,
+        &row.state,
+        &row.message,
+        &row.started_at,
+        &row.ended_at,
+        &row.function,
+    ]
+}
+
 /// A task run's row, as the batch leaves it.
 struct TaskRow {
     task: Arc<str>,
@@ -375,26 +406,22 @@ impl Writer {
             }
         }
         {
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO task_run (run, node, map_index, task, attempts, state, message, started_at, ended_at, \
-                 function) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-                 ON CONFLICT (run, node, map_index) DO UPDATE SET \
-                 attempts = max(attempts, excluded.attempts), state = excluded.state, message = excluded.message, \
-                 started_at = coalesce(task_run.started_at, excluded.started_at), ended_at = excluded.ended_at",
-            )?;
-            for ((run, node, index), row) in &tasks {
-                upsert.execute(params![
-                    run,
-                    node,
-                    index,
-                    &*row.task,
-                    row.attempts,
-                    row.state,
-                    row.message,
-                    row.started_at,
-                    row.ended_at,
-                    row.function
-                ])?;
+            // Rows go ROWS to a statement (one statement per row cost more than the row).
+            let mut rows: Vec<_> = tasks.iter().collect();
+            // In key order: the table's order, so each insert lands beside the last.
+            rows.sort_unstable_by_key(|(key, _)| **key);
+            let mut chunks = rows.chunks_exact(ROWS);
+            let mut many = tx.prepare_cached(&upsert_sql(ROWS))?;
+            for chunk in &mut chunks {
+                let values: Vec<&dyn rusqlite::ToSql> = chunk
+                    .iter()
+                    .flat_map(|(key, row)| task_values(key, row))
+                    .collect();
+                many.execute(values.as_slice())?;
+            }
+            let mut one = tx.prepare_cached(&upsert_sql(1))?;
+            for (key, row) in chunks.remainder() {
+                one.execute(task_values(key, row).as_slice())?;
             }
             let mut insert_events = tx.prepare_cached(
                 "INSERT OR IGNORE INTO state_events (run, first_seq, last_seq, events) VALUES (?1, ?2, ?3, ?4)",
