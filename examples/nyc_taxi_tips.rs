@@ -68,8 +68,9 @@ fn read_trips(path: String) -> Result<Vec<Trip>, TaskError> {
     Ok(trips)
 }
 
-/// The mean tip of the trips with each passenger count.
-#[task]
+/// The mean tip of the trips with each passenger count. Persisted: `restart` of a run
+/// that got this far does not compute it again.
+#[task(persist)]
 #[allow(clippy::ptr_arg)] // a task reads an upstream `Vec<T>` without a clone as `&Vec<T>`
 fn transform(trips: &Vec<Trip>) -> Result<MeanTips, TaskError> {
     let mut groups: BTreeMap<u8, (f64, usize)> = BTreeMap::new();

@@ -469,6 +469,18 @@ fn a_history_that_cannot_be_used_stops_the_run_with_one_line() {
         )
     );
     assert_eq!(stdout(&out), "", "nothing ran");
+    // A folder that cannot be made (under that file).
+    let under = file.join("home");
+    let out = cli_in(&under, "nyc_taxi_tips", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: cannot make the run history's folder {}: Not a directory (os error 20) (or run with \
+             --no-history)\n",
+            under.display()
+        )
+    );
     // A damaged database: refused, and left as it was.
     let home = dir.path().join("home");
     std::fs::create_dir(&home).expect("made");
@@ -629,4 +641,34 @@ fn a_locked_history_stops_the_run_with_one_line_and_loses_nothing() {
     assert_eq!(runs.as_array().map(Vec::len), Some(1));
     assert_eq!(runs[0]["id"], first.as_str());
     assert_eq!(runs[0]["state"], "Success");
+}
+
+/// A run that failed on a missing input: once the input is there, `restart` runs it again
+/// under its id, with its parameters.
+#[test]
+fn a_failed_run_restarts_once_its_input_is_fixed() {
+    let home = tempfile::tempdir().expect("a folder");
+    let trips = home.path().join("trips.csv");
+    let param = format!("path={}", trips.display());
+    let out = cli_in(home.path(), "nyc_taxi_tips", &["-p", &param]);
+    assert_eq!(out.status.code(), Some(1));
+    let id = newest_run(home.path());
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/yellow_tripdata_sample.csv"),
+        &trips,
+    )
+    .expect("copied");
+    let out = cli_in(home.path(), "nyc_taxi_tips", &["restart", &id[..8]]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("flow `nyc_taxi_tips` run {id}: Success")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).ends_with(TIPS_TABLE));
+    let out = cli_in(home.path(), "nyc_taxi_tips", &["runs", "--json"]);
+    let runs: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "the same run");
+    assert_eq!(runs[0]["state"], "Success");
+    assert_eq!(runs[0]["parameters"]["path"], trips.display().to_string());
 }

@@ -100,7 +100,13 @@ fn expected_mean_tips() -> BTreeMap<u8, f64> {
 
 #[tokio::test]
 async fn nyc_taxi_tips_gives_the_mean_tip_by_passenger_count() {
-    let run = nyc_taxi_tips::nyc_taxi_tips().keep_results().run().await;
+    // `transform` persists its result: into a store of this test's, not the user's.
+    let store = tempfile::tempdir().expect("a folder");
+    let run = nyc_taxi_tips::nyc_taxi_tips()
+        .keep_results()
+        .result_store(tideflow::ResultStore::local(store.path()))
+        .run()
+        .await;
     assert!(run.state().is_success(), "{}", run.summary());
     let means = run.output().unwrap();
     assert_eq!(means, &expected_mean_tips());
@@ -124,7 +130,9 @@ async fn nyc_taxi_tips_gives_the_mean_tip_by_passenger_count() {
 
 #[tokio::test]
 async fn nyc_taxi_tips_fails_on_a_missing_file() {
+    let store = tempfile::tempdir().expect("a folder");
     let run = nyc_taxi_tips::nyc_taxi_tips()
+        .result_store(tideflow::ResultStore::local(store.path()))
         .with_param("path", "examples/data/no_such_file.csv")
         .unwrap()
         .run()
