@@ -80,7 +80,7 @@ fn small_chunk(i: u64) -> Vec<u8> {
 }
 
 /// Takes 20 ms of a worker's time.
-#[task]
+#[task(tags = ["slow"])]
 fn slow_checksum(c: Vec<u8>) -> u64 {
     std::thread::sleep(Duration::from_millis(20));
     c.iter().map(|&b| u64::from(b)).sum()
@@ -120,24 +120,15 @@ flow! {
 /// How many tasks of tideflow's the Dask scheduler at `address` holds now, and which
 /// (key, state, clients that want it).
 fn tasks_on_scheduler(python: &std::path::Path, address: &str) -> (usize, String) {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys\n\
-             from distributed import Client\n\
-             c = Client(sys.argv[1], timeout='10s')\n\
-             ts = c.run_on_scheduler(lambda dask_scheduler: \
-             [(str(k), t.state, [str(w) for w in t.who_wants]) for k, t in dask_scheduler.tasks.items() \
-             if str(k).startswith('tideflow-')])\n\
-             print(len(ts))\n\
-             print(ts, file=sys.stderr)\n\
-             c.close()",
-            address,
-        ])
-        .output()
-        .expect("python runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let which = String::from_utf8_lossy(&out.stderr).into_owned();
+    let (text, which) = ask_cluster(
+        python,
+        address,
+        "ts = c.run_on_scheduler(lambda dask_scheduler: \
+         [(str(k), t.state, [str(w) for w in t.who_wants]) for k, t in dask_scheduler.tasks.items() \
+         if str(k).startswith('tideflow-')])\n\
+         print(len(ts))\n\
+         print(ts, file=sys.stderr)",
+    );
     let n = text
         .trim()
         .parse()
@@ -145,27 +136,33 @@ fn tasks_on_scheduler(python: &std::path::Path, address: &str) -> (usize, String
     (n, which)
 }
 
+/// Runs `body` with `c`, a Dask client of the scheduler at `address` (and `os`, `sys`):
+/// what it printed on its standard output and standard error.
+fn ask_cluster(python: &std::path::Path, address: &str, body: &str) -> (String, String) {
+    let script = format!(
+        "import os, sys\nfrom distributed import Client\nc = Client(sys.argv[1], timeout='10s')\n{body}\nc.close()"
+    );
+    let out = Command::new(python)
+        .args(["-c", &script, address])
+        .output()
+        .expect("python runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
 /// How many of tideflow's results each Dask worker of the scheduler at `address` holds
 /// now, by the worker's pid.
 fn held_by_worker_pid(python: &std::path::Path, address: &str) -> Vec<(u32, usize)> {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import os, sys\n\
-             from distributed import Client\n\
-             c = Client(sys.argv[1], timeout='10s')\n\
-             pids = c.run(os.getpid)\n\
-             held = c.has_what()\n\
-             for addr, pid in pids.items():\n\
-             \x20   print(pid, sum(1 for k in held.get(addr, ()) if str(k).startswith('tideflow-')))\n\
-             c.close()",
-            address,
-        ])
-        .output()
-        .expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let (text, _) = ask_cluster(
+        python,
+        address,
+        "pids = c.run(os.getpid)\n\
+         held = c.has_what()\n\
+         for addr, pid in pids.items():\n\
+         \x20   print(pid, sum(1 for k in held.get(addr, ()) if str(k).startswith('tideflow-')))",
+    );
+    text.lines()
         .map(|line| {
             let (pid, n) = line
                 .split_once(' ')
@@ -246,7 +243,9 @@ async fn a_held_result_lost_with_a_worker_is_computed_again_and_counted() {
         return;
     };
     let mut cluster = TestCluster::start(&python, 2);
-    let dask = cluster.executor();
+    // Two checksums at a time (the others wait in the coordinator, holding no worker):
+    // the chunks, made at once, wait on both workers to be read.
+    let dask = cluster.executor().tag_limit("slow", 2);
     let mut flow = held_map().executor(dask.clone());
     let mut events = flow.subscribe(Delivery::lossy(100_000));
     let handle = flow.start();
@@ -290,24 +289,13 @@ async fn a_held_result_lost_with_a_worker_is_computed_again_and_counted() {
 
 /// The names of the worker plugins of tideflow's on the Dask workers at `address`.
 fn plugins_on_workers(python: &std::path::Path, address: &str) -> Vec<String> {
-    let out = Command::new(python)
-        .args([
-            "-c",
-            "import sys\n\
-             from distributed import Client\n\
-             c = Client(sys.argv[1], timeout='10s')\n\
-             names = c.run(lambda dask_worker: sorted(n for n in dask_worker.plugins if n.startswith('tideflow-')))\n\
-             print('\\n'.join(sorted(set(n for ns in names.values() for n in ns))))\n\
-             c.close()",
-            address,
-        ])
-        .output()
-        .expect("python runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let (text, _) = ask_cluster(
+        python,
+        address,
+        "names = c.run(lambda dask_worker: sorted(n for n in dask_worker.plugins if n.startswith('tideflow-')))\n\
+         print('\\n'.join(sorted(set(n for ns in names.values() for n in ns))))",
+    );
+    text.lines().map(str::to_owned).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -586,7 +586,10 @@ def main():
                 return
             lost_since = lost_since or time.monotonic()
             if time.monotonic() - lost_since > 3:
-                reply(refused(None, scheduler_gone()))
+                try:
+                    reply(refused(None, scheduler_gone()))
+                except OSError:
+                    pass  # the coordinator is gone too: nobody to tell
                 os._exit(1)
 
     def fetch(attempt, frames, header):
