@@ -402,6 +402,7 @@ fn log_summary(summary: &TrialSummary) -> Result<String, TaskError> {
 
 flow! {
     /// A baseline model of the time to close an IT incident, evaluated on one trial's batch.
+    #[schedule(every = "24h")]
     pub fn ticket_model_evaluation(
         trial_id: u64 = 1,
         batch_size: usize = 1000,

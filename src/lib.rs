@@ -126,9 +126,12 @@ pub use flow_dask as dask;
 #[cfg(feature = "history")]
 pub use flow_history as history;
 pub use flow_runtime::registry::{registered_flows, DynFlow, DynFlowRun, FlowRegistration};
+pub use flow_runtime::schedule;
 pub use flow_runtime::{find_task, registered_tasks};
 pub use flow_runtime::{notify, HandlerResult, StateChange, StateHandler, StateKind};
 pub use flow_runtime::{store, ResultStore};
+#[cfg(feature = "serve")]
+pub use flow_serve as serve;
 
 /// Everything a flow file needs: `use tideflow::prelude::*;`.
 pub mod prelude {
@@ -157,6 +160,7 @@ pub mod __private {
     pub use flow_runtime::registry::{
         DynFlow, FlowRegistration, OutputView, Show, ShowDebug, ShowDisplay, ShowJson, ShowNothing,
     };
+    pub use flow_runtime::schedule::{Missed, ScheduledRun, ServePolicy, WhenBusy};
     pub use flow_runtime::task::{AsyncBody, Backoff, BoxFuture, SubflowFuture, SyncBody, TaskCodec};
     pub use flow_runtime::value::{borrow, take, value, Value};
     pub use flow_runtime::Flow;

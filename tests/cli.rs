@@ -172,17 +172,41 @@ fn a_failed_run_exits_1_with_its_error() {
 
 #[test]
 fn list_shows_each_flow_with_its_parameters() {
+    let out = cli("ticket_model_evaluation", &["list", "--json"]);
+    let all: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    let version = all[0]["version"].as_str().expect("a version").to_owned();
+    assert_eq!(version.len(), 16, "{version}");
+    // The next three midnights (UTC), as `every 24h` runs.
+    let today = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+        / 86_400;
+    let midnights: Vec<String> = (1..=3)
+        .map(|d| {
+            let text = tideflow::history::format_time(((today + d) * 86_400) as f64);
+            format!("{}Z", text.replace(' ', "T"))
+        })
+        .collect();
+    assert_eq!(
+        all[0]["schedules"],
+        serde_json::json!([{ "schedule": "every 24h", "params": {}, "next": midnights }])
+    );
     let out = cli("ticket_model_evaluation", &["list"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         stdout(&out),
-        "\
-ticket_model_evaluation  -> TrialSummary
+        format!(
+            "\
+ticket_model_evaluation  -> TrialSummary  (version {version})
     A baseline model of the time to close an IT incident, evaluated on one trial's batch.
     --param trial_id=<u64>  (default 1)
     --param batch_size=<usize>  (default 1000)
     --param path=<String>  (default \"examples/data/incident_event_log_sample.csv\")
-"
+    schedule: every 24h  (next {})
+",
+            midnights.join(", ")
+        )
     );
     let out = cli("nyc_taxi_tips", &["list", "--json"]);
     let all: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
@@ -195,7 +219,91 @@ ticket_model_evaluation  -> TrialSummary
             "parameters": [{"name": "path", "type": "String", "default": "examples/data/yellow_tripdata_sample.csv"}],
             "output": "TipsByPassengers",
             "tasks": 3,
+            "version": all[0]["version"],
+            "schedules": [],
+            "serve": { "missed": "skip", "max_running": null, "when_busy": "wait" },
         }])
+    );
+}
+
+/// The seeds' scheduled pipeline under `serve`, on a 1-second interval instead of its
+/// 24 hours: each slot runs once, recorded with its time, and logs its trial's summary.
+#[test]
+fn ticket_model_evaluation_runs_under_serve() {
+    let home = tempfile::tempdir().expect("a folder");
+    let child = Command::new(example("ticket_model_evaluation"))
+        .args(["serve", "--schedule", "ticket_model_evaluation=every 1s"])
+        .env("TIDEFLOW_HOME", home.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("TIDEFLOW_WORKER")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let runs = |home: &std::path::Path| -> Vec<serde_json::Value> {
+        let out = cli_in(home, "ticket_model_evaluation", &["runs", "--json"]);
+        serde_json::from_str(stdout(&out).trim()).unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while runs(home.path())
+        .iter()
+        .filter(|r| r["state"] == "Success")
+        .count()
+        < 3
+    {
+        assert!(std::time::Instant::now() < deadline, "3 runs within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("serve ends");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("serving ticket_model_evaluation: every 1s (next "),
+        "{err}"
+    );
+    assert!(err.contains("SIGTERM"), "{err}");
+    let mut all = runs(home.path());
+    all.reverse();
+    assert!(all.len() >= 3, "{all:?}");
+    let mut slots = Vec::new();
+    for run in &all {
+        assert_eq!(run["state"], "Success", "{run}");
+        assert_eq!(run["trigger"], "schedule");
+        assert_eq!(run["schedule"], "every 1s");
+        assert_eq!(run["parameters"]["batch_size"], 1000);
+        let slot = run["scheduled_for"].as_f64().expect("a slot");
+        assert_eq!(slot.fract(), 0.0, "on the second");
+        slots.push(slot);
+    }
+    for pair in slots.windows(2) {
+        assert_eq!(pair[1] - pair[0], 1.0, "one run per second: {slots:?}");
+    }
+    assert!(
+        err.contains(&format!("serve stopped after {0} run(s): {0} Success", all.len())),
+        "{err}"
+    );
+    let id = all[0]["id"].as_str().expect("an id");
+    let out = cli_in(
+        home.path(),
+        "ticket_model_evaluation",
+        &["logs", id, "--task", "log_summary"],
+    );
+    assert!(
+        stdout(&out).contains("log_summary: trial summary: {\"trial_id\":1,\"count\":1000,"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli_in(home.path(), "ticket_model_evaluation", &["show", id]);
+    assert!(stdout(&out).contains("by `every 1s`"), "{}", stdout(&out));
+    // Under serve, each line of a run names the run: several may log at once.
+    assert!(
+        err.contains(&format!(" INFO {} log_summary: trial summary: {{", &id[..8])),
+        "{err}"
     );
 }
 

@@ -83,6 +83,9 @@ pub(crate) enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
+    /// Run the flows on their schedules, and the runs asked of it (`run --via-serve`),
+    /// until SIGINT or SIGTERM; each run is recorded in the history before it starts.
+    Serve(ServeArgs),
     /// Print a flow's graph.
     Graph {
         /// The flow's name.
@@ -91,6 +94,30 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+}
+
+/// The options of `serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Serve this flow only (repeat for several; all of the program's by default).
+    #[arg(long = "flow", value_name = "FLOW")]
+    pub flows: Vec<String>,
+    /// Run FLOW on this schedule instead of those it declares (repeat for several):
+    /// `my_flow=every 1h`, `my_flow=every 10m from 2026-01-01T06:05:00Z`,
+    /// `my_flow=cron 0 6 * * MON-FRI in Europe/Paris`.
+    #[arg(long = "schedule", value_name = "FLOW=SCHEDULE")]
+    pub schedules: Vec<String>,
+    /// Schedules from a JSON file, instead of those the flows declare:
+    /// `{"my_flow": ["every 1h", {"schedule": "cron 0 6 * * *", "params": {"n": 3}}]}`.
+    #[arg(long = "schedules", value_name = "FILE.json")]
+    pub schedules_file: Option<PathBuf>,
+    /// After SIGINT/SIGTERM, how long running runs may take to finish before they are
+    /// cancelled.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub grace: String,
+    /// Where the tasks run (as for `run`).
+    #[arg(long, value_name = "EXECUTOR", default_value = "local")]
+    pub executor: String,
 }
 
 /// The options of a run.
@@ -118,6 +145,10 @@ pub(crate) struct RunArgs {
     /// No progress on standard error (bars on a terminal, a line every 5 s elsewhere).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Ask the running `serve` of this flow to run it (recorded alike), wait for its end
+    /// and print it.
+    #[arg(long, conflicts_with_all = ["no_history", "executor"])]
+    pub via_serve: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -48,19 +48,24 @@ pub(crate) fn runs(
     let flow_width = runs.iter().map(|r| r.flow.len()).max().unwrap_or(4).max(4);
     let _ = writeln!(
         out,
-        "{:<8}  {:<flow_width$}  {:<10}  {:<19}  {:>9}",
+        "{:<8}  {:<flow_width$}  {:<10}  {:<19}  {:>9}  by",
         "run", "flow", "state", "started (UTC)", "seconds"
     );
     for run in &runs {
-        let _ = writeln!(
-            out,
-            "{:<8}  {:<flow_width$}  {:<10}  {:<19}  {:>9}",
+        let by = match (run.trigger.as_deref(), run.scheduled_for) {
+            (Some("schedule"), Some(at)) => format!("schedule, for {}", format_time(at)),
+            (Some("manual"), _) => "hand, through serve".to_owned(),
+            _ => String::new(),
+        };
+        let line = format!(
+            "{:<8}  {:<flow_width$}  {:<10}  {:<19}  {:>9}  {by}",
             &run.id[..8.min(run.id.len())],
             run.flow,
             run.state,
             format_time(run.started_at.unwrap_or(run.created_at)),
             seconds(run.started_at, run.ended_at)
         );
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     Ok(())
 }
@@ -79,6 +84,9 @@ fn run_json(run: &RunRecord) -> serde_json::Value {
         "pid": run.pid,
         "host": run.host,
         "parent": run.parent,
+        "scheduled_for": run.scheduled_for,
+        "schedule": run.schedule,
+        "trigger": run.trigger,
     })
 }
 
@@ -130,6 +138,15 @@ fn render_show(run: &RunRecord, tasks: &[TaskRunRecord]) -> String {
     let _ = writeln!(s);
     if let Some(parent) = &run.parent {
         let _ = writeln!(s, "a subflow's run, run by task run {parent}");
+    }
+    match (run.trigger.as_deref(), run.scheduled_for, &run.schedule) {
+        (Some("schedule"), Some(at), Some(schedule)) => {
+            let _ = writeln!(s, "scheduled for {} UTC by `{schedule}`", format_time(at));
+        }
+        (Some("manual"), Some(at), _) => {
+            let _ = writeln!(s, "asked for by hand at {} UTC, run by serve", format_time(at));
+        }
+        _ => {}
     }
     let _ = writeln!(s, "parameters: {}", run.parameters);
     let started = run.started_at.unwrap_or(run.created_at);

@@ -25,6 +25,7 @@ mod history;
 mod logs;
 mod params;
 mod progress;
+mod serve;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -203,6 +204,7 @@ fn dispatch(cli: &Cli, program: &str, flows: &[&FlowRegistration], args: Args) -
             json,
             quiet,
         }) => restart(cli, flows, &run, &executor, json, quiet),
+        Some(Command::Serve(options)) => serve::serve(cli, flows, &options),
         Some(Command::Graph { flow, format }) => {
             let flow = (find(flows, &flow)?.build)();
             let text = match format {
@@ -226,7 +228,7 @@ fn dispatch(cli: &Cli, program: &str, flows: &[&FlowRegistration], args: Args) -
 }
 
 /// The flow named `name` (or `module::path::name`, for two flows of one name).
-fn find<'a>(flows: &[&'a FlowRegistration], name: &str) -> Result<&'a FlowRegistration, String> {
+pub(crate) fn find<'a>(flows: &[&'a FlowRegistration], name: &str) -> Result<&'a FlowRegistration, String> {
     let matching: Vec<&FlowRegistration> = flows
         .iter()
         .copied()
@@ -279,13 +281,33 @@ fn list(flows: &[&FlowRegistration], json: bool) {
                         }
                     })
                     .collect();
+                let now = flow_runtime::schedule::Timestamp::now();
+                let schedules: Vec<serde_json::Value> = flow
+                    .schedules()
+                    .iter()
+                    .map(|run| {
+                        serde_json::json!({
+                            "schedule": run.schedule.to_string(),
+                            "params": serde_json::Value::Object(run.params.iter().cloned().collect()),
+                            "next": run.schedule.upcoming(now, 3).iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                let policy = flow.policy();
                 serde_json::json!({
                     "name": reg.name,
                     "module": reg.module,
                     "description": flow.description(),
+                    "version": flow_history::Recordable::run_info(&flow).version,
                     "parameters": params,
                     "output": reg.output,
                     "tasks": flow.graph().nodes.len(),
+                    "schedules": schedules,
+                    "serve": {
+                        "missed": policy.missed.to_string(),
+                        "max_running": policy.max_running,
+                        "when_busy": policy.when_busy.to_string(),
+                    },
                 })
             })
             .collect();
@@ -300,7 +322,13 @@ fn list(flows: &[&FlowRegistration], json: bool) {
         if i > 0 {
             let _ = writeln!(out);
         }
-        let _ = writeln!(out, "{}  -> {}", reg.name, reg.output);
+        let _ = writeln!(
+            out,
+            "{}  -> {}  (version {})",
+            reg.name,
+            reg.output,
+            flow_history::Recordable::run_info(&flow).version
+        );
         let description = flow.description().trim();
         if !description.is_empty() {
             for line in description.lines() {
@@ -318,11 +346,40 @@ fn list(flows: &[&FlowRegistration], json: bool) {
                 spec.name, spec.ty, default
             );
         }
+        let now = flow_runtime::schedule::Timestamp::now();
+        for run in flow.schedules() {
+            let next: Vec<String> = run
+                .schedule
+                .upcoming(now, 3)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let next = if next.is_empty() {
+                "no more runs".to_owned()
+            } else {
+                format!("next {}", next.join(", "))
+            };
+            let _ = writeln!(out, "    schedule: {run}  ({next})");
+        }
+        let policy = flow.policy();
+        if !flow.schedules().is_empty() && policy != flow_runtime::schedule::ServePolicy::default() {
+            let limit = policy
+                .max_running
+                .map_or("no limit".to_owned(), |n| n.to_string());
+            let _ = writeln!(
+                out,
+                "    serve: missed = {}, max_running = {limit}, when_busy = {}",
+                policy.missed, policy.when_busy
+            );
+        }
     }
 }
 
 fn run_flow(cli: &Cli, reg: &FlowRegistration, options: &RunArgs) -> Result<ExitCode, String> {
     let flow = params::apply(cli.build(reg), options.params_file.as_deref(), &options.params)?;
+    if options.via_serve {
+        return serve::via_serve(flow, options.json);
+    }
     let flow = with_executor(flow, &options.executor)?;
     // Recorded unless told not to; a history that cannot be used stops the run before
     // it starts.
@@ -440,7 +497,7 @@ fn execute(
 
 /// The flow on the executor `spec` names: `local`, `sequential`, `dask://host:port` (or
 /// `tcp://host:port`), `dask-local:N`.
-fn with_executor(flow: DynFlow, spec: &str) -> Result<DynFlow, String> {
+pub(crate) fn with_executor(flow: DynFlow, spec: &str) -> Result<DynFlow, String> {
     let accepted = "`local`, `sequential`, `dask://host:port` or `dask-local:N`";
     match spec {
         "local" => Ok(flow.executor(flow_runtime::LocalExecutor::new())),

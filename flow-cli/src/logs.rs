@@ -68,6 +68,17 @@ pub fn init_logs(format: LogFormat) {
 struct Label {
     name: String,
     attempt: u32,
+    /// The flow run's id, first 8 characters.
+    run: String,
+}
+
+/// Whether lines name their flow run too (`cc66e579 log_summary: ..`): under `serve`,
+/// where several runs log at once.
+static SHOW_RUNS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes each line under a flow run start with the run's id (its first 8 characters).
+pub(crate) fn show_runs() {
+    SHOW_RUNS.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Reads the fields of the engine's spans.
@@ -77,6 +88,7 @@ struct SpanFields {
     task: Option<String>,
     map_index: Option<u64>,
     attempt: u64,
+    run: String,
 }
 
 impl Visit for SpanFields {
@@ -84,6 +96,7 @@ impl Visit for SpanFields {
         match field.name() {
             "flow" => self.flow = Some(format!("{value:?}").trim_matches('"').to_owned()),
             "task" => self.task = Some(format!("{value:?}")),
+            "flow_run_id" => self.run = format!("{value:?}").trim_matches('"').chars().take(8).collect(),
             _ => {}
         }
     }
@@ -92,6 +105,7 @@ impl Visit for SpanFields {
         match field.name() {
             "flow" => self.flow = Some(value.to_owned()),
             "task" => self.task = Some(value.to_owned()),
+            "flow_run_id" => self.run = value.chars().take(8).collect(),
             _ => {}
         }
     }
@@ -131,6 +145,7 @@ where
             span.extensions_mut().insert(Label {
                 name,
                 attempt: u32::try_from(fields.attempt).unwrap_or(u32::MAX),
+                run: fields.run,
             });
         }
     }
@@ -220,7 +235,7 @@ where
             scope.find_map(|span| {
                 span.extensions()
                     .get::<Label>()
-                    .map(|l| (l.name.clone(), l.attempt))
+                    .map(|l| (l.name.clone(), l.attempt, l.run.clone()))
             })
         });
         let mut line = String::new();
@@ -229,9 +244,18 @@ where
         let message = fields.message.take().unwrap_or_default();
         let rest = std::mem::take(&mut fields.rest);
         let task = fields.task.take();
+        if let Some((_, _, run)) = label
+            .as_ref()
+            .filter(|_| SHOW_RUNS.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            if !run.is_empty() {
+                line.push_str(run);
+                line.push(' ');
+            }
+        }
         match (task, label) {
             (Some(task), _) => line.push_str(&task),
-            (None, Some((name, attempt))) => {
+            (None, Some((name, attempt, _))) => {
                 line.push_str(&name);
                 if attempt > 1 {
                     line.push_str(&format!(" (attempt {attempt})"));

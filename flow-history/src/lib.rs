@@ -24,6 +24,7 @@ mod layer;
 mod process;
 mod query;
 mod schema;
+mod served;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ use rusqlite::Connection;
 
 pub use layer::HistoryLayer;
 pub use query::{format_time, LogLine, RunFilter, RunRecord, StateEventRecord, TaskRunRecord};
+pub use served::{NewRun, ServerId, ServerRecord, Trigger};
 
 use writer::Msg;
 
@@ -154,7 +156,8 @@ pub struct RunInfo {
     pub flow: String,
     /// Its doc comment.
     pub description: String,
-    /// A hash of its graph (DOT text): runs of another graph have another version.
+    /// A hash of its graph (DOT text) and of the program's build (its executable): runs
+    /// of another graph, or of a rebuilt program that changed, have another version.
     pub version: String,
     /// The parameters' values, as a JSON object.
     pub parameters: serde_json::Value,
@@ -168,7 +171,7 @@ impl RunInfo {
             flow: graph.name.to_owned(),
             description: graph.description.trim().to_owned(),
             functions: graph.nodes.iter().map(|n| n.task.name).collect(),
-            version: version_of(dot),
+            version: version_of(dot, program_build()),
             parameters: serde_json::Value::Object(
                 params.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             ),
@@ -176,14 +179,26 @@ impl RunInfo {
     }
 }
 
-/// FNV-1a over the graph's text, as 16 hex digits: stable across builds and platforms.
-fn version_of(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
+/// A flow's version: a hash of its graph's text and of the program's build, as 16 hex
+/// digits.
+fn version_of(graph: &str, build: &str) -> String {
+    let mut text = String::with_capacity(graph.len() + build.len() + 1);
+    text.push_str(graph);
+    text.push('\n');
+    text.push_str(build);
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(text.as_bytes()))
+}
+
+/// A hash of this program's executable (read once), or, when it cannot be read, of its
+/// tasks' signatures (`worker::build_id`).
+pub fn program_build() -> &'static str {
+    static BUILD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILD.get_or_init(|| {
+        std::env::current_exe()
+            .and_then(std::fs::read)
+            .map(|bytes| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)))
+            .unwrap_or_else(|_| flow_runtime::worker::build_id().to_owned())
+    })
 }
 
 /// A flow the history can record: its [`RunInfo`] and its events.

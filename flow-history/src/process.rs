@@ -43,6 +43,23 @@ fn has_proc() -> bool {
     std::path::Path::new("/proc/self/stat").exists()
 }
 
+/// Whether the process `pid` (started at `pid_started`, on `host`, last heard of at
+/// `heartbeat_at`) is still alive, seen from `here` at `now`.
+pub(crate) fn is_alive(
+    here: &str,
+    now: f64,
+    pid: u32,
+    pid_started: Option<i64>,
+    host: &str,
+    heartbeat_at: f64,
+) -> bool {
+    if host == here && has_proc() {
+        pid_started.is_some() && started(pid) == pid_started
+    } else {
+        now - heartbeat_at < HEARTBEAT_STALE_S
+    }
+}
+
 /// Marks `Crashed` the runs left open by programs that are gone: on this host, when no
 /// process has their pid and start time; elsewhere, when their heartbeat is stale. Their
 /// open task runs are marked too. Returns how many runs were marked.
@@ -51,7 +68,8 @@ pub(crate) fn sweep_crashed(conn: &mut Connection) -> rusqlite::Result<usize> {
     let now = now();
     let open: Vec<(i64, u32, Option<i64>, String, f64, f64)> = {
         let mut stmt = conn.prepare(
-            "SELECT run, pid, pid_started, host, heartbeat_at, last_event_at FROM flow_run WHERE ended_at IS NULL",
+            "SELECT run, pid, pid_started, host, heartbeat_at, last_event_at FROM flow_run \
+             WHERE ended_at IS NULL AND state != 'Scheduled'",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
@@ -60,11 +78,7 @@ pub(crate) fn sweep_crashed(conn: &mut Connection) -> rusqlite::Result<usize> {
     };
     let mut marked = 0;
     for (run, pid, pid_started, host, heartbeat_at, last_event_at) in open {
-        let alive = if host == here && has_proc() {
-            pid_started.is_some() && started(pid) == pid_started
-        } else {
-            now - heartbeat_at < HEARTBEAT_STALE_S
-        };
+        let alive = is_alive(&here, now, pid, pid_started, &host, heartbeat_at);
         if alive {
             continue;
         }

@@ -31,6 +31,14 @@ pub struct RunRecord {
     pub host: String,
     /// For a subflow's run, the parent's task run that ran it (`<run id>-<node>[-<index>]`).
     pub parent: Option<String>,
+    /// For a run `serve` ran: the time it was due (its schedule's slot, or when it was
+    /// asked for), in seconds since the Unix epoch.
+    pub scheduled_for: Option<f64>,
+    /// The schedule (its text and parameters) whose slot it is.
+    pub schedule: Option<String>,
+    /// What asked for it: `schedule`, `manual` (`run --via-serve`); `None` for a run its
+    /// program started.
+    pub trigger: Option<String>,
 }
 
 /// A task run (or mapped child) as the history has it.
@@ -142,10 +150,11 @@ pub fn format_time(seconds: f64) -> String {
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}:{s:02}")
 }
 
-const RUN_COLUMNS: &str =
-    "id, flow, version, parameters, state, message, created_at, started_at, ended_at, pid, host, parent";
+pub(crate) const RUN_COLUMNS: &str =
+    "id, flow, version, parameters, state, message, created_at, started_at, ended_at, \
+                                       pid, host, parent, scheduled_for, schedule, trigger";
 
-fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+pub(crate) fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let parameters: String = r.get(3)?;
     Ok(RunRecord {
         id: r.get(0)?,
@@ -160,12 +169,15 @@ fn run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         pid: r.get(9)?,
         host: r.get(10)?,
         parent: r.get(11)?,
+        scheduled_for: r.get(12)?,
+        schedule: r.get(13)?,
+        trigger: r.get(14)?,
     })
 }
 
 impl History {
     /// Every row `sql` gives with `params`, each read by `row`.
-    fn all<T, P: rusqlite::Params>(
+    pub(crate) fn all<T, P: rusqlite::Params>(
         &self,
         sql: &str,
         params: P,

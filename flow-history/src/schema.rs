@@ -100,6 +100,28 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE task_run ADD COLUMN function TEXT;
     ",
+    // 5: `serve`. A run it records before it starts is `Scheduled`: its slot
+    // (`scheduled_for`), the schedule's text with its parameters (`schedule`; NULL for a
+    // run asked for by hand), what asked for it (`trigger`: 'schedule', 'manual'; NULL for
+    // a run its program started), and the `serve` that runs it (`server`). One run per
+    // slot of a schedule, whoever records it. `server` rows are the `serve` processes.
+    "
+    ALTER TABLE flow_run ADD COLUMN scheduled_for REAL;
+    ALTER TABLE flow_run ADD COLUMN schedule TEXT;
+    ALTER TABLE flow_run ADD COLUMN trigger TEXT;
+    ALTER TABLE flow_run ADD COLUMN server INTEGER;
+    CREATE UNIQUE INDEX flow_run_slot ON flow_run (flow, schedule, scheduled_for) WHERE schedule IS NOT NULL;
+    CREATE TABLE server (
+        id INTEGER PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        pid_started INTEGER,
+        host TEXT NOT NULL,
+        flows TEXT NOT NULL, -- JSON array of the flows' names
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL,
+        stopped_at REAL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
@@ -153,7 +175,7 @@ mod tests {
                 |r| r.get(0),
             )
             .expect("counted");
-        assert_eq!(tables, 5);
+        assert_eq!(tables, 6);
     }
 
     #[test]
@@ -176,7 +198,10 @@ mod tests {
             .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
             .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
             .expect("the tables");
-        assert_eq!(names, ["flow", "flow_run", "log", "state_events", "task_run"]);
+        assert_eq!(
+            names,
+            ["flow", "flow_run", "log", "server", "state_events", "task_run"]
+        );
         let run: String = conn
             .query_row("SELECT id FROM flow_run", [], |r| r.get(0))
             .expect("kept");

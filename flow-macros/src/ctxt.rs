@@ -35,6 +35,11 @@ impl Ctxt {
         self.errors.map(|e| e.to_compile_error())
     }
 
+    /// How many errors were collected.
+    pub(crate) fn count(&self) -> usize {
+        self.errors.as_ref().map_or(0, |e| e.clone().into_iter().count())
+    }
+
     /// Whether anything was collected.
     pub(crate) fn has_errors(&self) -> bool {
         self.errors.is_some()

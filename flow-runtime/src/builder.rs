@@ -403,3 +403,19 @@ impl<T> Clone for Mapped<T> {
         }
     }
 }
+
+/// A schedule `flow!` checked when it compiled.
+pub fn schedule_literal(text: &str) -> crate::schedule::Schedule {
+    match crate::schedule::Schedule::parse(text) {
+        Ok(schedule) => schedule,
+        Err(e) => panic!("flow! checked this schedule when it compiled, yet: {e}"),
+    }
+}
+
+/// A parameter's value in a schedule, as JSON.
+pub fn schedule_param<T: serde::Serialize>(name: &str, value: T) -> serde_json::Value {
+    match serde_json::to_value(value) {
+        Ok(json) => json,
+        Err(e) => panic!("the value of the parameter `{name}` in a schedule cannot be written as JSON: {e}"),
+    }
+}

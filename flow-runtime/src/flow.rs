@@ -15,6 +15,7 @@ use crate::graph::Graph;
 use crate::handle::RunHandle;
 use crate::notify::StateHandler;
 use crate::run::FlowRun;
+use crate::schedule::{ScheduledRun, ServePolicy};
 use crate::store::ResultStore;
 use crate::task::{SubflowFuture, SubflowOutcome};
 use crate::value::Value;
@@ -27,7 +28,15 @@ pub struct Flow<O> {
     graph: Arc<Graph>,
     params: Vec<Value>,
     options: RunOptions,
+    serving: Arc<Serving>,
     _output: PhantomData<fn() -> O>,
+}
+
+/// What `serve` reads of a flow: its schedules and its policy.
+#[derive(Clone, Debug, Default)]
+struct Serving {
+    schedules: Vec<ScheduledRun>,
+    policy: ServePolicy,
 }
 
 impl<O> Clone for Flow<O> {
@@ -36,6 +45,7 @@ impl<O> Clone for Flow<O> {
             graph: Arc::clone(&self.graph),
             params: self.params.clone(),
             options: self.options.clone(),
+            serving: Arc::clone(&self.serving),
             _output: PhantomData,
         }
     }
@@ -66,6 +76,7 @@ impl<O: Send + Sync + 'static> Flow<O> {
             graph: Arc::new(graph),
             params,
             options: RunOptions::default(),
+            serving: Arc::default(),
             _output: PhantomData,
         }
     }
@@ -245,9 +256,51 @@ impl<O: Send + Sync + 'static> Flow<O> {
         Ok(flow.run().await)
     }
 
+    /// Adds a schedule: `serve` runs the flow at each of its slots, with the schedule's
+    /// parameter values (see [`crate::schedule`]). `#[schedule(..)]` on a flow in `flow!`
+    /// declares them.
+    #[must_use]
+    pub fn schedule(mut self, run: ScheduledRun) -> Self {
+        Arc::make_mut(&mut self.serving).schedules.push(run);
+        self
+    }
+
+    /// Replaces the flow's schedules (`serve --schedule` does, for one `serve`).
+    #[must_use]
+    pub fn with_schedules(mut self, runs: Vec<ScheduledRun>) -> Self {
+        Arc::make_mut(&mut self.serving).schedules = runs;
+        self
+    }
+
+    /// The flow's schedules.
+    pub fn schedules(&self) -> &[ScheduledRun] {
+        &self.serving.schedules
+    }
+
+    /// Sets how `serve` runs the flow's scheduled runs: missed slots, concurrent runs
+    /// (`#[serve(..)]` on a flow in `flow!`).
+    #[must_use]
+    pub fn serve_policy(mut self, policy: ServePolicy) -> Self {
+        Arc::make_mut(&mut self.serving).policy = policy;
+        self
+    }
+
+    /// How `serve` runs the flow's scheduled runs.
+    pub fn policy(&self) -> ServePolicy {
+        self.serving.policy
+    }
+
+    /// Runs under the id `id` instead of a new one: `serve` records a scheduled run in
+    /// the run history before it starts it. Give each run its own id.
+    #[must_use]
+    pub fn with_run_id(mut self, id: FlowRunId) -> Self {
+        self.options.run_id = Some(id);
+        self
+    }
+
     /// Runs the flow to completion and returns its run result.
     pub async fn run(&self) -> FlowRun<O> {
-        let id = self.options.restart.unwrap_or_default();
+        let id = self.options.restart.or(self.options.run_id).unwrap_or_default();
         let record = engine::execute(
             Arc::clone(&self.graph),
             self.params.clone(),
@@ -268,7 +321,7 @@ impl<O: Send + Sync + 'static> Flow<O> {
     /// Outside a tokio runtime.
     pub fn start(&self) -> RunHandle<O> {
         use tracing::instrument::WithSubscriber as _;
-        let id = self.options.restart.unwrap_or_default();
+        let id = self.options.restart.or(self.options.run_id).unwrap_or_default();
         let (control, rx) = tokio::sync::mpsc::unbounded_channel::<Control>();
         let run = engine::execute(
             Arc::clone(&self.graph),

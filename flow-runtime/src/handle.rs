@@ -69,6 +69,21 @@ impl<O: 'static> RunHandle<O> {
         subscription
     }
 
+    /// The same handle, for another output type (the run's output is never read as it).
+    pub(crate) fn retype<P>(mut self) -> RunHandle<P> {
+        RunHandle {
+            id: self.id,
+            control: self.control.clone(),
+            join: self.join.take(),
+            _output: PhantomData,
+        }
+    }
+
+    /// The channel that tells the run to stop.
+    pub(crate) fn control(&self) -> UnboundedSender<Control> {
+        self.control.clone()
+    }
+
     /// Whether the run has ended.
     pub fn is_finished(&self) -> bool {
         self.join.as_ref().is_none_or(JoinHandle::is_finished)

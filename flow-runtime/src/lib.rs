@@ -35,6 +35,8 @@ pub use executor::{
     Cluster, ClusterConnection, ClusterExecutor, ClusterReply, Executor, LocalExecutor, SequentialExecutor,
 };
 pub use flow::Flow;
+/// Schedules of flows and `serve`'s policies (the `flow-schedule` crate).
+pub use flow_schedule as schedule;
 pub use graph::{Graph, Input, Node, NodeId, NodeKind, ParamSpec, Source};
 pub use handle::RunHandle;
 #[cfg(feature = "slack")]

@@ -12,8 +12,10 @@ use crate::event::{Delivery, Subscription};
 use crate::executor::Executor;
 use crate::flow::Flow;
 use crate::graph::Graph;
+use crate::handle::RunHandle;
 use crate::notify::{HandlerResult, StateChange, StateHandler};
 use crate::run::{FlowRun, TaskRun};
+use crate::schedule::{ScheduledRun, ServePolicy};
 use crate::state::State;
 use crate::value::Value;
 use crate::FlowRunId;
@@ -143,6 +145,11 @@ trait AnyFlow: Send + Sync {
     fn on_flow_state(&self, handler: Arc<dyn StateHandler>) -> Box<dyn AnyFlow>;
     fn run(&self, view: OutputView) -> BoxRun;
     fn restart(&self, run: FlowRunId, view: OutputView) -> BoxRestart;
+    fn start(&self) -> RunHandle<Opaque>;
+    fn schedules(&self) -> &[ScheduledRun];
+    fn policy(&self) -> ServePolicy;
+    fn with_schedules(&self, runs: Vec<ScheduledRun>) -> Box<dyn AnyFlow>;
+    fn with_run_id(&self, id: FlowRunId) -> Box<dyn AnyFlow>;
 }
 
 impl<O: Send + Sync + 'static> AnyFlow for Flow<O> {
@@ -182,6 +189,26 @@ impl<O: Send + Sync + 'static> AnyFlow for Flow<O> {
                 view,
             }
         })
+    }
+
+    fn start(&self) -> RunHandle<Opaque> {
+        Flow::start(self).retype()
+    }
+
+    fn schedules(&self) -> &[ScheduledRun] {
+        Flow::schedules(self)
+    }
+
+    fn policy(&self) -> ServePolicy {
+        Flow::policy(self)
+    }
+
+    fn with_schedules(&self, runs: Vec<ScheduledRun>) -> Box<dyn AnyFlow> {
+        Box::new(self.clone().with_schedules(runs))
+    }
+
+    fn with_run_id(&self, id: FlowRunId) -> Box<dyn AnyFlow> {
+        Box::new(self.clone().with_run_id(id))
     }
 
     fn restart(&self, run: FlowRunId, view: OutputView) -> BoxRestart {
@@ -293,6 +320,45 @@ impl DynFlow {
         self.flow.subscribe(delivery)
     }
 
+    /// The flow's schedules (see [`Flow::schedules`]).
+    pub fn schedules(&self) -> &[ScheduledRun] {
+        self.flow.schedules()
+    }
+
+    /// How `serve` runs the flow's scheduled runs (see [`Flow::policy`]).
+    pub fn policy(&self) -> ServePolicy {
+        self.flow.policy()
+    }
+
+    /// Replaces the flow's schedules (see [`Flow::with_schedules`]).
+    #[must_use]
+    pub fn with_schedules(self, runs: Vec<ScheduledRun>) -> Self {
+        DynFlow {
+            flow: self.flow.with_schedules(runs),
+            view: self.view,
+        }
+    }
+
+    /// Runs under the id `id` (see [`Flow::with_run_id`]).
+    #[must_use]
+    pub fn with_run_id(self, id: FlowRunId) -> Self {
+        DynFlow {
+            flow: self.flow.with_run_id(id),
+            view: self.view,
+        }
+    }
+
+    /// Starts the flow in the background on tokio (see [`Flow::start`]).
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn start(&self) -> DynRunHandle {
+        DynRunHandle {
+            handle: self.flow.start(),
+            view: self.view,
+        }
+    }
+
     /// Runs the flow to its end.
     pub async fn run(&self) -> DynFlowRun {
         self.flow.run(self.view).await
@@ -305,6 +371,64 @@ impl DynFlow {
     /// As [`Flow::restart`].
     pub async fn restart(&self, run: FlowRunId) -> Result<DynFlowRun, FlowError> {
         self.flow.restart(run, self.view).await
+    }
+}
+
+impl<O: Send + Sync + 'static> From<Flow<O>> for DynFlow {
+    /// The flow, its output not shown (`flow!`'s registration shows it).
+    fn from(flow: Flow<O>) -> Self {
+        DynFlow::new(flow, OutputView::NONE)
+    }
+}
+
+/// A run of a [`DynFlow`] started in the background: await it for its [`DynFlowRun`]
+/// (see [`RunHandle`]).
+pub struct DynRunHandle {
+    handle: RunHandle<Opaque>,
+    view: OutputView,
+}
+
+impl Debug for DynRunHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynRunHandle")
+            .field("id", &self.handle.id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynRunHandle {
+    /// The run's id.
+    pub fn id(&self) -> FlowRunId {
+        self.handle.id()
+    }
+
+    /// Stops the run (see [`RunHandle::cancel`]).
+    pub fn cancel(&self) {
+        self.handle.cancel();
+    }
+
+    /// A handle that stops the run, kept apart from the one awaited.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.handle.control())
+    }
+
+    /// Waits for the run's end.
+    pub async fn finish(self) -> DynFlowRun {
+        DynFlowRun {
+            run: self.handle.await,
+            view: self.view,
+        }
+    }
+}
+
+/// Stops a run started in the background, apart from its handle ([`DynRunHandle::canceller`]).
+#[derive(Clone, Debug)]
+pub struct Canceller(tokio::sync::mpsc::UnboundedSender<crate::engine::Control>);
+
+impl Canceller {
+    /// Stops the run (see [`RunHandle::cancel`]).
+    pub fn cancel(&self) {
+        let _ = self.0.send(crate::engine::Control::Cancel);
     }
 }
 

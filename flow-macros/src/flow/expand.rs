@@ -8,12 +8,13 @@ use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Ident, Token, Type, Visibility};
 
 use super::parse::{BrokenSignature, FlowDecl};
+use super::serving::Serving;
 use super::steps::{Analysed, Arg, Call, Gate, Kind, Step, Tail};
 use crate::task::{expr_text, type_text};
 
 /// The flow's companion, which builds its graph; its `Task` impl as a subflow; and its
 /// function.
-pub(super) fn generate(flow: &FlowDecl, analysed: &Analysed) -> TokenStream {
+pub(super) fn generate(flow: &FlowDecl, analysed: &Analysed, serving: &Serving) -> TokenStream {
     let p = private();
     let attrs = &flow.attrs;
     let vis = &flow.vis;
@@ -29,6 +30,7 @@ pub(super) fn generate(flow: &FlowDecl, analysed: &Analysed) -> TokenStream {
     let finish = finish(flow, &analysed.tail);
     let subflow = subflow_task(flow);
     let registration = registration(flow);
+    let serving = super::serving::expand(serving, flow, &p);
     // The graph is built by the companion, so that the subflow task reaches it through the
     // type (a function of the same name elsewhere cannot capture the call).
     quote! {
@@ -39,7 +41,8 @@ pub(super) fn generate(flow: &FlowDecl, analysed: &Analysed) -> TokenStream {
             pub fn __tideflow_flow() -> ::tideflow::Flow<#out> {
                 let mut __tideflow_b = #p::FlowBuilder::new(#name_text, #description);
                 #body
-                #finish
+                let __tideflow_flow: ::tideflow::Flow<#out> = { #finish };
+                __tideflow_flow #serving
             }
         }
         #subflow

@@ -22,6 +22,7 @@
 mod analysis;
 mod expand;
 mod parse;
+mod serving;
 mod steps;
 
 use proc_macro2::{Span, TokenStream};
@@ -55,9 +56,10 @@ pub(crate) fn expand(input: TokenStream) -> TokenStream {
 }
 
 fn expand_flow(flow: &FlowDecl) -> TokenStream {
-    match analysis::analyse(flow) {
-        Ok(analysed) => expand::generate(flow, &analysed),
-        Err(errors) => {
+    match (analysis::analyse(flow), serving::read(flow)) {
+        (Ok(analysed), Ok(serving)) => expand::generate(flow, &analysed, &serving),
+        (analysed, serving) => {
+            let errors: TokenStream = [analysed.err(), serving.err()].into_iter().flatten().collect();
             // Still emit the flow function so its callers type-check.
             let fallback = expand::fallback(flow);
             quote! { #errors #fallback }

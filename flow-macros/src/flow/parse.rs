@@ -54,6 +54,8 @@ impl Parse for FlowBlock {
 /// `/// docs  pub fn name(param: T = default, ..) -> Out { statements }`
 pub(super) struct FlowDecl {
     pub(super) attrs: Vec<Attribute>,
+    /// `#[schedule(..)]` and `#[serve(..)]`: read by `serving`, not emitted.
+    pub(super) serving: Vec<Attribute>,
     pub(super) vis: Visibility,
     pub(super) fn_token: Token![fn],
     pub(super) name: Ident,
@@ -87,7 +89,10 @@ impl Parse for FlowParam {
 
 impl Parse for FlowDecl {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let attrs = input.call(Attribute::parse_outer)?;
+        let (serving, attrs) = input
+            .call(Attribute::parse_outer)?
+            .into_iter()
+            .partition(is_serving);
         let vis: Visibility = input.parse()?;
         if input.peek(Token![async]) {
             return Err(input.error(
@@ -110,6 +115,7 @@ impl Parse for FlowDecl {
         let block: syn::Block = input.parse()?;
         Ok(FlowDecl {
             attrs,
+            serving,
             vis,
             fn_token,
             name,
@@ -177,7 +183,14 @@ fn read_attrs(head: &[TokenTree]) -> Vec<Attribute> {
         })
         .filter_map(|pair| Attribute::parse_outer.parse2(pair.iter().cloned().collect()).ok())
         .flatten()
+        .filter(|a| !is_serving(a))
         .collect()
+}
+
+/// `#[schedule(..)]` or `#[serve(..)]`: what `serve` reads of a flow, not an attribute of
+/// its function.
+pub(super) fn is_serving(attr: &Attribute) -> bool {
+    attr.path().is_ident("schedule") || attr.path().is_ident("serve")
 }
 
 /// The last `pub` before `fn`, with its `(crate)`, `(super)`, .. if that parses.

@@ -54,6 +54,8 @@ pub(crate) struct RunOptions {
     pub(crate) persist_all: bool,
     /// Run again as this earlier run, reusing its persisted results (`Flow::restart`).
     pub(crate) restart: Option<FlowRunId>,
+    /// Run under this id instead of a new one (`Flow::with_run_id`).
+    pub(crate) run_id: Option<FlowRunId>,
     /// For a subflow: the parent's task run that runs it.
     pub(crate) parent: Option<TaskRunId>,
     /// Subscribers of every run's events.

@@ -1,0 +1,16 @@
+use tideflow::prelude::*;
+
+#[task]
+fn tick(n: u64) -> u64 {
+    n + 1
+}
+
+flow! {
+    /// Ticks.
+    #[schedule(cron = "0 0 30 2 *")]
+    fn ticking(n: u64 = 1) -> u64 {
+        tick(n)
+    }
+}
+
+fn main() {}

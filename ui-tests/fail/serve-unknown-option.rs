@@ -1,0 +1,17 @@
+use tideflow::prelude::*;
+
+#[task]
+fn tick(n: u64) -> u64 {
+    n + 1
+}
+
+flow! {
+    /// Ticks.
+    #[schedule(every = "1h")]
+    #[serve(catchup = true)]
+    fn ticking(n: u64 = 1) -> u64 {
+        tick(n)
+    }
+}
+
+fn main() {}
