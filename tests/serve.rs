@@ -72,12 +72,36 @@ flow! {
         nap(secs)
     }
 
+    /// Every second; its third run has another program lock the history.
+    #[schedule(every = "1s")]
+    fn locked_out(n: u64 = 1) -> u64 {
+        third_locks(n)
+    }
+
     /// Twice: every 2 s with n = 10, and every 3 s from an anchor with n = 20.
     #[schedule(every = "2s", params(n = 10))]
     #[schedule(every = "3s", from = "2026-11-29T02:00:01Z", params(n = 20))]
     fn two_schedules(n: u64) -> u64 {
         tick(n)
     }
+}
+
+/// Runs of `third_locks` so far, and the program that locks the history at the third.
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+#[allow(clippy::type_complexity)]
+static LOCKER: std::sync::Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>> =
+    std::sync::Mutex::new(None);
+
+/// The third run asks the locker to lock the history, and goes on once it has.
+#[task]
+fn third_locks(n: u64) -> u64 {
+    if RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2 {
+        if let Some((ask, locked)) = LOCKER.lock().expect("not poisoned").take() {
+            ask.send(()).expect("the locker waits");
+            locked.recv().expect("locked");
+        }
+    }
+    n
 }
 
 fn at(text: &str) -> Timestamp {
@@ -339,6 +363,29 @@ async fn a_schedule_parameter_that_does_not_fit_stops_serve_before_anything_runs
         "{err}"
     );
     assert!(runs_of(&history, "every_second").is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_history_locked_by_another_program_delays_slots_and_loses_none() {
+    let (dir, history) = history();
+    let path = dir.path().join("tideflow.db");
+    let (ask_tx, ask_rx) = std::sync::mpsc::channel();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    *LOCKER.lock().expect("not poisoned") = Some((ask_tx, locked_rx));
+    // Another program: asked, it holds the history's write lock for 7 s (past the 5 s
+    // SQLite waits), while serve has slots to record.
+    let locker = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&path).expect("opens");
+        ask_rx.recv().expect("asked");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("locks");
+        locked_tx.send(()).expect("told");
+        std::thread::sleep(Duration::from_secs(7));
+        conn.execute_batch("COMMIT").expect("unlocks");
+    });
+    serve_for(&history, locked_out(), "2026-11-29T02:00:00.500Z", 10.0).await;
+    locker.join().expect("the locker ends");
+    assert_eq!(RUNS.load(std::sync::atomic::Ordering::SeqCst), 10);
+    assert_eq!(slots(&history, "locked_out"), success(1..=10));
 }
 
 // ---- Real processes: this test binary as a program whose `main` is the CLI. ----

@@ -72,6 +72,9 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// How often `serve` looks for runs asked for by hand, by default.
 const POLL: Duration = Duration::from_secs(1);
 
+/// How soon `serve` tries again to write to a history it could not write to.
+const RETRY: Duration = Duration::from_secs(1);
+
 /// How often `serve` tells the history it is alive.
 const BEAT: Duration = Duration::from_secs(10);
 
@@ -226,17 +229,29 @@ impl Serve {
         let mut next_beat = tokio::time::Instant::now() + BEAT;
         let signal = loop {
             let now = state.clock.now();
-            state.record_due(now)?;
+            // A history that cannot be written now (locked by another program past the
+            // busy timeout) loses nothing: the slots stay due and are tried again.
+            let mut blocked = state.record_due(now).err();
             if now >= next_poll {
-                state.claim()?;
-                next_poll = now + state.poll;
+                match state.claim() {
+                    Ok(()) => next_poll = now + state.poll,
+                    Err(e) => blocked = Some(e),
+                }
             }
             if tokio::time::Instant::now() >= next_beat {
-                state.history.server_beat(state.server)?;
-                next_beat = tokio::time::Instant::now() + BEAT;
+                match state.history.server_beat(state.server) {
+                    Ok(()) => next_beat = tokio::time::Instant::now() + BEAT,
+                    Err(e) => blocked = Some(e.into()),
+                }
             }
             state.start_ready(&mut running, &mut cancel);
-            let wake = state.next_slot().map_or(next_poll, |slot| slot.min(next_poll));
+            let wake = match blocked {
+                Some(e) => {
+                    tracing::warn!("{e}; trying again in {}", flow_schedule::format_duration(RETRY));
+                    now + RETRY
+                }
+                None => state.next_slot().map_or(next_poll, |slot| slot.min(next_poll)),
+            };
             tokio::select! {
                 signal = stops.recv() => break signal.unwrap_or("stop"),
                 Some(joined) = running.join_next() => state.ended(joined, &mut cancel, &mut report),
@@ -467,7 +482,6 @@ impl State {
     fn record_due(&mut self, now: Timestamp) -> Result<(), ServeError> {
         for e in &mut self.entries {
             while let Some(slot) = e.next.filter(|t| *t <= now) {
-                e.next = e.run.schedule.next_after(slot);
                 let flow = &mut self.flows[e.flow];
                 let new = NewRun {
                     flow: flow.name,
@@ -488,6 +502,7 @@ impl State {
                         if self.history.record_skipped_slot(&new, self.server, &message)? {
                             tracing::warn!("{label}: skipped, {message}");
                         }
+                        e.next = e.run.schedule.next_after(slot);
                         continue;
                     }
                 }
@@ -502,6 +517,8 @@ impl State {
                     }
                     None => tracing::info!("{label}: already recorded by another serve, not run here"),
                 }
+                // Past the slot only once it is recorded: a failed write leaves it due.
+                e.next = e.run.schedule.next_after(slot);
             }
         }
         Ok(())
