@@ -273,10 +273,19 @@ flow! {
 /// `restart`), with Slack told of each run's end when `SLACK_WEBHOOK_URL` is set.
 fn main() -> std::process::ExitCode {
     tideflow::cli::Cli::new()
-        .prepare("generous_riders", |flow| match SlackNotifier::from_secret("SLACK_WEBHOOK_URL") {
-            Ok(slack) => flow.on_flow_state(slack.only_states([StateKind::Success, StateKind::Failed])),
-            Err(_) => flow,
-        })
-        .after_help("Environment:\n  SLACK_WEBHOOK_URL  post each run's Success or Failed to this Slack incoming webhook")
+        .prepare("generous_riders", tell_slack)
+        .after_help(SLACK_HELP)
         .main()
 }
+
+/// The flow, posting each run's end to Slack when `SLACK_WEBHOOK_URL` is set.
+pub fn tell_slack(flow: tideflow::DynFlow) -> tideflow::DynFlow {
+    match SlackNotifier::from_secret("SLACK_WEBHOOK_URL") {
+        Ok(slack) => flow.on_flow_state(slack.only_states([StateKind::Success, StateKind::Failed])),
+        Err(_) => flow,
+    }
+}
+
+/// What `--help` says of the environment.
+pub const SLACK_HELP: &str =
+    "Environment:\n  SLACK_WEBHOOK_URL  post each run's Success or Failed to this Slack incoming webhook";

@@ -121,6 +121,8 @@ pub use flow_runtime::{event, wire, worker, RunHandle};
 /// Task attempts on a Dask cluster (feature `dask`, on by default): see [`flow_dask`].
 #[cfg(feature = "cli")]
 pub use flow_cli as cli;
+#[cfg(feature = "dashboard")]
+pub use flow_dashboard as dashboard;
 #[cfg(feature = "dask")]
 pub use flow_dask as dask;
 #[cfg(feature = "history")]

@@ -232,7 +232,13 @@ ticket_model_evaluation  -> TrialSummary  (version {version})
 fn ticket_model_evaluation_runs_under_serve() {
     let home = tempfile::tempdir().expect("a folder");
     let child = Command::new(example("ticket_model_evaluation"))
-        .args(["serve", "--schedule", "ticket_model_evaluation=every 1s"])
+        .args([
+            "serve",
+            "--schedule",
+            "ticket_model_evaluation=every 1s",
+            "--bind",
+            "127.0.0.1:0",
+        ])
         .env("TIDEFLOW_HOME", home.path())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("TIDEFLOW_WORKER")

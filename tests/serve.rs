@@ -405,7 +405,12 @@ fn child_cli() {
     std::process::exit(i32::from(status));
 }
 
+/// Runs the CLI of this test binary with `args` (a `serve` without its dashboard).
 fn spawn_cli(home: &Path, args: &[&str]) -> Child {
+    let mut args = args.to_vec();
+    if args.first() == Some(&"serve") {
+        args.push("--no-ui");
+    }
     Command::new(std::env::current_exe().expect("this test binary"))
         .args(["child_cli", "--exact", "--nocapture"])
         .env("SERVE_TEST_CLI", args.join("\u{1f}"))
@@ -606,6 +611,7 @@ fn run_via_serve_without_a_serve_says_so() {
 fn malformed_schedules_on_the_command_line_and_in_a_file_are_one_line_each() {
     let dir = tempfile::tempdir().expect("a folder");
     let run = |args: &[&str]| {
+        let args = [args, &["--no-ui"]].concat();
         let out = Command::new(std::env::current_exe().expect("this test binary"))
             .args(["child_cli", "--exact", "--nocapture"])
             .env("SERVE_TEST_CLI", args.join("\u{1f}"))

@@ -118,6 +118,13 @@ pub(crate) struct ServeArgs {
     /// Where the tasks run (as for `run`).
     #[arg(long, value_name = "EXECUTOR", default_value = "local")]
     pub executor: String,
+    /// Where the dashboard listens. Any address but a loopback one needs
+    /// `TIDEFLOW_TOKEN`, a secret every request must then carry.
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:4200")]
+    pub bind: std::net::SocketAddr,
+    /// No dashboard.
+    #[arg(long)]
+    pub no_ui: bool,
 }
 
 /// The options of a run.

@@ -33,6 +33,7 @@ pub(crate) fn runs(
             flow,
             state,
             limit: Some(limit),
+            ..RunFilter::default()
         })
         .map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
@@ -71,36 +72,11 @@ pub(crate) fn runs(
 }
 
 fn run_json(run: &RunRecord) -> serde_json::Value {
-    serde_json::json!({
-        "id": run.id,
-        "flow": run.flow,
-        "version": run.version,
-        "parameters": run.parameters,
-        "state": run.state,
-        "message": run.message,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "pid": run.pid,
-        "host": run.host,
-        "parent": run.parent,
-        "scheduled_for": run.scheduled_for,
-        "schedule": run.schedule,
-        "trigger": run.trigger,
-    })
+    run.to_json()
 }
 
 fn task_json(t: &TaskRunRecord) -> serde_json::Value {
-    serde_json::json!({
-        "task": t.task,
-        "function": t.function,
-        "map_index": t.map_index,
-        "attempts": t.attempts,
-        "state": t.state,
-        "message": t.message,
-        "started_at": t.started_at,
-        "ended_at": t.ended_at,
-    })
+    t.to_json()
 }
 
 /// At most this many children of one mapped task are listed by `show` (those that did

@@ -13,21 +13,10 @@ use flow_runtime::FlowError;
 /// A line naming the parameter, its type and the value: an unknown parameter (with the
 /// flow's parameters), or a value that fits the type neither as JSON nor as a string.
 pub fn parse_value(flow: DynFlow, name: &str, raw: &str) -> Result<DynFlow, String> {
-    let as_json = match serde_json::from_str::<serde_json::Value>(raw) {
-        Ok(json) => match flow.clone().with_param_json(name, json) {
-            Ok(set) => return Ok(set),
-            Err(e) => Some(e),
-        },
-        Err(_) => None,
-    };
-    if let Some(e @ FlowError::UnknownParam { .. }) = &as_json {
-        return Err(e.to_string());
-    }
-    match flow.with_param_json(name, serde_json::Value::String(raw.to_owned())) {
-        Ok(set) => Ok(set),
-        // The JSON reading says more (`-1` for a `u64`) than the string one, when there is one.
-        Err(e) => Err(format!("`--param {name}={raw}`: {}", as_json.unwrap_or(e))),
-    }
+    flow.with_param_text(name, raw).map_err(|e| match e {
+        FlowError::UnknownParam { .. } => e.to_string(),
+        other => format!("`--param {name}={raw}`: {other}"),
+    })
 }
 
 /// Applies `--params FILE` (a JSON object), then each `--param name=value`.

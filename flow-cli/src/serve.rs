@@ -69,10 +69,34 @@ pub(crate) fn serve(cli: &Cli, all: &[&FlowRegistration], args: &ServeArgs) -> R
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     let mut serve = flow_serve::Serve::new(Arc::clone(&history)).grace(grace);
-    for flow in flows {
-        serve = serve.flow(flow);
+    for flow in &flows {
+        serve = serve.flow(flow.clone());
     }
-    let report = runtime.block_on(serve.run()).map_err(|e| e.to_string())?;
+    let (stop_ui, ui_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ui = if args.no_ui {
+        None
+    } else {
+        let token = std::env::var("TIDEFLOW_TOKEN").ok();
+        let dashboard = runtime
+            .block_on(flow_dashboard::Dashboard::bind(
+                args.bind,
+                token,
+                Arc::clone(&history),
+                &flows,
+                serve.hub(),
+            ))
+            .map_err(|e| e.to_string())?;
+        tracing::info!("dashboard: http://{}/", dashboard.addr());
+        Some(runtime.spawn(dashboard.serve(async move {
+            let _ = ui_stopped.await;
+        })))
+    };
+    let report = runtime.block_on(serve.run()).map_err(|e| e.to_string());
+    let _ = stop_ui.send(());
+    if let Some(ui) = ui {
+        let _ = runtime.block_on(ui);
+    }
+    let report = report?;
     let mut counts: Vec<(String, usize)> = Vec::new();
     for done in &report.finished {
         match counts.iter_mut().find(|(s, _)| *s == done.state) {

@@ -39,7 +39,7 @@ use flow_runtime::{Flow, FlowRunId};
 use rusqlite::Connection;
 
 pub use layer::HistoryLayer;
-pub use query::{format_time, LogLine, RunFilter, RunRecord, StateEventRecord, TaskRunRecord};
+pub use query::{format_time, LogLine, RunFilter, RunRecord, StateEventRecord, TaskRunRecord, TaskSummary};
 pub use served::{NewRun, ServerId, ServerRecord, Trigger};
 
 use writer::Msg;

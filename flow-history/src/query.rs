@@ -64,7 +64,45 @@ pub struct TaskRunRecord {
     pub ended_at: Option<f64>,
 }
 
+impl RunRecord {
+    /// The run as JSON (`runs --json`, the dashboard's API).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "flow": self.flow,
+            "version": self.version,
+            "parameters": self.parameters,
+            "state": self.state,
+            "message": self.message,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "pid": self.pid,
+            "host": self.host,
+            "parent": self.parent,
+            "scheduled_for": self.scheduled_for,
+            "schedule": self.schedule,
+            "trigger": self.trigger,
+        })
+    }
+}
+
 impl TaskRunRecord {
+    /// The task run as JSON (`show --json`, the dashboard's API).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "task": self.task,
+            "function": self.function,
+            "map_index": self.map_index,
+            "attempts": self.attempts,
+            "state": self.state,
+            "message": self.message,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+        })
+    }
+
     /// `clean[3]` for a mapped child, `clean` otherwise.
     pub fn name(&self) -> String {
         match self.map_index {
@@ -129,7 +167,52 @@ pub struct RunFilter {
     pub state: Option<String>,
     /// At most this many, the newest first (all when `None`).
     pub limit: Option<usize>,
+    /// Runs made at or after this time only (seconds since the Unix epoch).
+    pub since: Option<f64>,
+    /// Skip this many of the newest first (for pages).
+    pub offset: usize,
 }
+
+/// A task of a run at a glance: its own task run, and its mapped children counted by
+/// state (what a run's page shows of a map of 100,000).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskSummary {
+    /// The task's position in the flow's graph.
+    pub node: u32,
+    /// The task run of the task itself (for a mapped task, its `Mapped` parent).
+    pub own: Option<TaskRunRecord>,
+    /// Its mapped children by state: (state, how many), the most first.
+    pub children: Vec<(String, u64)>,
+    /// The most attempts a child made.
+    pub max_child_attempts: u32,
+    /// How many children needed more than one attempt.
+    pub retried_children: u64,
+}
+
+impl TaskSummary {
+    /// How many mapped children it has.
+    pub fn child_count(&self) -> u64 {
+        self.children.iter().map(|(_, n)| n).sum()
+    }
+}
+
+fn task_run_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRunRecord> {
+    let index: i64 = r.get(2)?;
+    Ok(TaskRunRecord {
+        node: r.get(0)?,
+        task: r.get(1)?,
+        map_index: u32::try_from(index).ok(),
+        attempts: r.get(3)?,
+        state: r.get(4)?,
+        message: r.get(5)?,
+        started_at: r.get(6)?,
+        ended_at: r.get(7)?,
+        function: r.get(8)?,
+    })
+}
+
+const TASK_COLUMNS: &str =
+    "t.node, t.task, t.map_index, t.attempts, t.state, t.message, t.started_at, t.ended_at, t.function";
 
 /// `2026-11-28 23:54:22` (UTC) for seconds since the Unix epoch.
 pub fn format_time(seconds: f64) -> String {
@@ -196,14 +279,151 @@ impl History {
     /// [`HistoryError::Database`] when the database cannot be read.
     pub fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, HistoryError> {
         let limit = filter.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
         self.all(
             &format!(
                 "SELECT {RUN_COLUMNS} FROM flow_run WHERE (?1 IS NULL OR flow = ?1) \
-                 AND (?2 IS NULL OR lower(state) = lower(?2)) ORDER BY run DESC LIMIT ?3"
+                 AND (?2 IS NULL OR lower(state) = lower(?2)) AND (?4 IS NULL OR created_at >= ?4) \
+                 ORDER BY run DESC LIMIT ?3 OFFSET ?5"
             ),
-            params![filter.flow, filter.state, limit],
+            params![filter.flow, filter.state, limit, filter.since, offset],
             run_record,
         )
+    }
+
+    /// How many runs `filter` lists, without its limit and offset.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn count_runs(&self, filter: &RunFilter) -> Result<u64, HistoryError> {
+        self.reader()
+            .query_row(
+                "SELECT count(*) FROM flow_run WHERE (?1 IS NULL OR flow = ?1) \
+                 AND (?2 IS NULL OR lower(state) = lower(?2)) AND (?3 IS NULL OR created_at >= ?3)",
+                params![filter.flow, filter.state, filter.since],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// Each task of the run `id` (its full id) that has run, in the flow's order: its own
+    /// task run and its children counted by state, read without listing the children.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn task_summary(&self, id: &str) -> Result<Vec<TaskSummary>, HistoryError> {
+        let own = self.all(
+            &format!(
+                "SELECT {TASK_COLUMNS} FROM task_run t JOIN flow_run f ON f.run = t.run \
+                 WHERE f.id = ?1 AND t.map_index = -1 ORDER BY t.node"
+            ),
+            [id],
+            task_run_record,
+        )?;
+        let counts: Vec<(u32, String, u64, u32, u64)> = self.all(
+            "SELECT t.node, t.state, count(*), max(t.attempts), sum(t.attempts > 1) FROM task_run t \
+             JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 AND t.map_index >= 0 GROUP BY t.node, t.state",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )?;
+        let mut out: Vec<TaskSummary> = own
+            .into_iter()
+            .map(|t| TaskSummary {
+                node: t.node,
+                own: Some(t),
+                children: Vec::new(),
+                max_child_attempts: 0,
+                retried_children: 0,
+            })
+            .collect();
+        for (node, state, n, attempts, retried) in counts {
+            let at = match out.iter().position(|s| s.node == node) {
+                Some(at) => at,
+                None => {
+                    out.push(TaskSummary {
+                        node,
+                        own: None,
+                        children: Vec::new(),
+                        max_child_attempts: 0,
+                        retried_children: 0,
+                    });
+                    out.len() - 1
+                }
+            };
+            out[at].children.push((state, n));
+            out[at].max_child_attempts = out[at].max_child_attempts.max(attempts);
+            out[at].retried_children += retried;
+        }
+        for s in &mut out {
+            s.children
+                .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        }
+        out.sort_by_key(|s| s.node);
+        Ok(out)
+    }
+
+    /// A page of the mapped children of the task `node` of the run `id`, in index order,
+    /// of one state only when `state` says so; and how many there are in all.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn children(
+        &self,
+        id: &str,
+        node: u32,
+        state: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<TaskRunRecord>, u64), HistoryError> {
+        let page = self.all(
+            &format!(
+                "SELECT {TASK_COLUMNS} FROM task_run t JOIN flow_run f ON f.run = t.run \
+                 WHERE f.id = ?1 AND t.node = ?2 AND t.map_index >= 0 AND (?3 IS NULL OR t.state = ?3) \
+                 ORDER BY t.map_index LIMIT ?4 OFFSET ?5"
+            ),
+            params![
+                id,
+                node,
+                state,
+                i64::try_from(limit).unwrap_or(i64::MAX),
+                i64::try_from(offset).unwrap_or(i64::MAX)
+            ],
+            task_run_record,
+        )?;
+        let total = self
+            .reader()
+            .query_row(
+                "SELECT count(*) FROM task_run t JOIN flow_run f ON f.run = t.run \
+                 WHERE f.id = ?1 AND t.node = ?2 AND t.map_index >= 0 AND (?3 IS NULL OR t.state = ?3)",
+                params![id, node, state],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_error(e))?;
+        Ok((page, total))
+    }
+
+    /// The task run `node` (child `index` of a mapped task) of the run `id`.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn task_run(
+        &self,
+        id: &str,
+        node: u32,
+        index: Option<u32>,
+    ) -> Result<Option<TaskRunRecord>, HistoryError> {
+        let index = index.map_or(-1, i64::from);
+        self.reader()
+            .query_row(
+                &format!(
+                    "SELECT {TASK_COLUMNS} FROM task_run t JOIN flow_run f ON f.run = t.run \
+                     WHERE f.id = ?1 AND t.node = ?2 AND t.map_index = ?3"
+                ),
+                params![id, node, index],
+                task_run_record,
+            )
+            .optional()
+            .map_err(|e| self.db_error(e))
     }
 
     /// The run whose id is `id`, or starts with `id` (at least 4 characters).
@@ -264,23 +484,12 @@ impl History {
     /// [`HistoryError::Database`].
     pub fn task_runs(&self, id: &str) -> Result<Vec<TaskRunRecord>, HistoryError> {
         self.all(
-            "SELECT t.node, t.task, t.map_index, t.attempts, t.state, t.message, t.started_at, t.ended_at, \
-             t.function FROM task_run t JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 ORDER BY t.node, t.map_index",
+            &format!(
+                "SELECT {TASK_COLUMNS} FROM task_run t JOIN flow_run f ON f.run = t.run WHERE f.id = ?1 \
+                 ORDER BY t.node, t.map_index"
+            ),
             [id],
-            |r| {
-                let index: i64 = r.get(2)?;
-                Ok(TaskRunRecord {
-                    node: r.get(0)?,
-                    task: r.get(1)?,
-                    map_index: u32::try_from(index).ok(),
-                    attempts: r.get(3)?,
-                    state: r.get(4)?,
-                    message: r.get(5)?,
-                    started_at: r.get(6)?,
-                    ended_at: r.get(7)?,
-                    function: r.get(8)?,
-                })
-            },
+            task_run_record,
         )
     }
 

@@ -122,6 +122,15 @@ const MIGRATIONS: &[&str] = &[
         stopped_at REAL
     );
     ",
+    // 6: schedules paused (from the dashboard): `serve` records none of their slots.
+    "
+    CREATE TABLE schedule_pause (
+        flow TEXT NOT NULL,
+        schedule TEXT NOT NULL, -- the schedule's key (its text and parameters)
+        paused_at REAL NOT NULL,
+        PRIMARY KEY (flow, schedule)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -175,7 +184,7 @@ mod tests {
                 |r| r.get(0),
             )
             .expect("counted");
-        assert_eq!(tables, 6);
+        assert_eq!(tables, 7);
     }
 
     #[test]

@@ -274,6 +274,43 @@ impl History {
         })
     }
 
+    /// Pauses (`paused`) or resumes the schedule `schedule` (its key) of `flow`: a
+    /// `serve` records no slot of a paused schedule; resumed, it goes on from its next
+    /// slot (the slots of the pause are not made up).
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn set_paused(&self, flow: &str, schedule: &str, paused: bool) -> Result<(), HistoryError> {
+        self.write(|tx| {
+            if paused {
+                tx.execute(
+                    "INSERT INTO schedule_pause (flow, schedule, paused_at) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT DO NOTHING",
+                    params![flow, schedule, process::now()],
+                )
+            } else {
+                tx.execute(
+                    "DELETE FROM schedule_pause WHERE flow = ?1 AND schedule = ?2",
+                    params![flow, schedule],
+                )
+            }
+            .map(drop)
+        })
+    }
+
+    /// The paused schedules: (flow, schedule key).
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn paused_schedules(&self) -> Result<std::collections::HashSet<(String, String)>, HistoryError> {
+        Ok(self
+            .all("SELECT flow, schedule FROM schedule_pause", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .into_iter()
+            .collect())
+    }
+
     /// Records that the `Scheduled` run `id` will not run, with `message` (`Cancelled`).
     ///
     /// # Errors

@@ -171,6 +171,12 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// The edges between tasks, each once: (from node, to node, kind), the kind as
+    /// [`crate::Flow::to_dot`] labels it (`data`, `mapped`, `reduce`, `after`, ...).
+    pub fn task_edges(&self) -> Vec<(usize, usize, &'static str)> {
+        crate::render::task_edges(self)
+    }
+
     /// The node named `name` (binding name, or task name for an unbound call).
     pub fn node_by_name(&self, name: &str) -> Option<NodeId> {
         self.nodes

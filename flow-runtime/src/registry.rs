@@ -296,6 +296,29 @@ impl DynFlow {
         })
     }
 
+    /// Sets a parameter from text as a person types it: as JSON (`3`, `true`, `[1, 2]`,
+    /// `"text"`), or else, or when the JSON does not fit the parameter's type, as a bare
+    /// string (so `path=trips.csv` sets a `String`). The command line's `--param` and the
+    /// dashboard's form read values this way.
+    ///
+    /// # Errors
+    /// [`FlowError::UnknownParam`]; for a value that fits neither way, the JSON reading's
+    /// error when the text is JSON (`-1` for a `u64` says more than the string reading).
+    pub fn with_param_text(self, name: &str, raw: &str) -> Result<Self, FlowError> {
+        let as_json = match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(json) => match self.clone().with_param_json(name, json) {
+                Ok(set) => return Ok(set),
+                Err(e @ FlowError::UnknownParam { .. }) => return Err(e),
+                Err(e) => Some(e),
+            },
+            Err(_) => None,
+        };
+        match self.with_param_json(name, serde_json::Value::String(raw.to_owned())) {
+            Ok(set) => Ok(set),
+            Err(e) => Err(as_json.unwrap_or(e)),
+        }
+    }
+
     /// Runs the flow on this executor.
     #[must_use]
     pub fn executor(self, executor: impl Into<Executor>) -> Self {

@@ -71,6 +71,19 @@ fn layout(graph: &Graph) -> Layout {
     Layout { consts, edges }
 }
 
+/// The edges between tasks: (from node, to node, kind), as the formats draw them.
+pub(crate) fn task_edges(graph: &Graph) -> Vec<(usize, usize, &'static str)> {
+    let mut out: Vec<(usize, usize, &'static str)> = Vec::new();
+    for e in layout(graph).edges {
+        if let From::Task(from) = e.from {
+            if !out.iter().any(|&(f, t, _)| f == from && t == e.to) {
+                out.push((from, e.to, e.kind));
+            }
+        }
+    }
+    out
+}
+
 fn source_edges(
     src: &Source,
     to: usize,

@@ -45,6 +45,47 @@ use tokio::task::JoinSet;
 
 pub use clock::Clock;
 
+/// What `serve` tells others (the dashboard) and hears from them: every state change of
+/// the runs it runs, and a nudge to take runs asked for by hand at once.
+#[derive(Clone, Debug)]
+pub struct Hub {
+    changes: tokio::sync::broadcast::Sender<Change>,
+    nudge: Arc<tokio::sync::Notify>,
+}
+
+impl Hub {
+    fn new() -> Self {
+        Hub {
+            changes: tokio::sync::broadcast::channel(4096).0,
+            nudge: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// The state changes of the runs `serve` runs, from now on. A receiver that falls
+    /// behind misses changes (`RecvError::Lagged`): read the history again then.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Tells `serve` to look for runs asked for by hand now, not at its next poll.
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+}
+
+/// A state change of a run `serve` runs (a task run's, or the flow run's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The flow run.
+    pub run: FlowRunId,
+    /// The flow.
+    pub flow: String,
+    /// Whether a task run changed (else the flow run itself).
+    pub task: bool,
+    /// The new state's name.
+    pub state: String,
+}
+
 /// Why `serve` cannot start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -80,6 +121,7 @@ const BEAT: Duration = Duration::from_secs(10);
 
 /// `serve`, set up: its flows, the history, the grace period and the clock.
 pub struct Serve {
+    hub: Hub,
     history: Arc<History>,
     flows: Vec<DynFlow>,
     grace: Duration,
@@ -120,6 +162,7 @@ impl Serve {
     /// `serve` recording in `history`, with no flows yet.
     pub fn new(history: Arc<History>) -> Self {
         Serve {
+            hub: Hub::new(),
             history,
             flows: Vec::new(),
             grace: DEFAULT_GRACE,
@@ -156,6 +199,11 @@ impl Serve {
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.poll = every;
         self
+    }
+
+    /// What this `serve` tells and hears (for a dashboard beside it).
+    pub fn hub(&self) -> Hub {
+        self.hub.clone()
     }
 
     /// Serves until SIGINT or SIGTERM; a second one cancels running runs at once.
@@ -255,6 +303,7 @@ impl Serve {
             tokio::select! {
                 signal = stops.recv() => break signal.unwrap_or("stop"),
                 Some(joined) = running.join_next() => state.ended(joined, &mut cancel, &mut report),
+                () = state.hub.nudge.notified() => next_poll = state.clock.now(),
                 () = state.clock.sleep_until(wake) => {}
             }
         };
@@ -335,6 +384,7 @@ struct Queued {
 }
 
 struct State {
+    hub: Hub,
     history: Arc<History>,
     server: ServerId,
     clock: Clock,
@@ -344,6 +394,8 @@ struct State {
     entries: Vec<Entry>,
     /// Every run this `serve` queued, to take each once.
     known: HashSet<FlowRunId>,
+    /// The paused schedules (flow, key), as of the last poll.
+    paused: HashSet<(String, String)>,
 }
 
 impl State {
@@ -359,7 +411,21 @@ impl State {
         let mut entries = Vec::new();
         for (i, flow) in serve.flows.into_iter().enumerate() {
             let info = flow.run_info();
-            let flow = history.record(flow);
+            let mut flow = history.record(flow);
+            let mut events = flow.subscribe(flow_runtime::Delivery::lossy(4096));
+            let changes = serve.hub.changes.clone();
+            tokio::spawn(async move {
+                while let Some(received) = events.recv().await {
+                    if let flow_runtime::Received::Event(ev) = received {
+                        let _ = changes.send(Change {
+                            run: ev.flow_run_id,
+                            flow: ev.flow.clone(),
+                            task: ev.task_run_id.is_some(),
+                            state: ev.new.name().to_owned(),
+                        });
+                    }
+                }
+            });
             for run in flow.schedules() {
                 let mut prepared = flow.clone();
                 for (name, value) in &run.params {
@@ -400,6 +466,7 @@ impl State {
         let names: Vec<&str> = flows.iter().map(|f| f.name).collect();
         let server = history.start_server(&names)?;
         let mut state = State {
+            hub: serve.hub,
             history,
             server,
             clock: serve.clock,
@@ -408,7 +475,9 @@ impl State {
             flows,
             entries,
             known: HashSet::new(),
+            paused: HashSet::new(),
         };
+        state.paused = state.history.paused_schedules()?;
         state.place_entries()?;
         for f in &state.flows {
             let schedules: Vec<String> = state
@@ -483,6 +552,16 @@ impl State {
         for e in &mut self.entries {
             while let Some(slot) = e.next.filter(|t| *t <= now) {
                 let flow = &mut self.flows[e.flow];
+                if self.paused.contains(&(flow.name.to_owned(), e.key.clone())) {
+                    tracing::debug!(
+                        "{} ({}): paused, slot {} not run",
+                        flow.name,
+                        e.run,
+                        clock::show(slot)
+                    );
+                    e.next = e.run.schedule.next_after(slot);
+                    continue;
+                }
                 let new = NewRun {
                     flow: flow.name,
                     description: &flow.description,
@@ -526,6 +605,7 @@ impl State {
 
     /// Takes the runs asked for by hand, and those a gone `serve` left `Scheduled`.
     fn claim(&mut self) -> Result<(), ServeError> {
+        self.paused = self.history.paused_schedules()?;
         let names: Vec<&str> = self.flows.iter().map(|f| f.name).collect();
         for record in self.history.claim_pending(self.server, &names)? {
             let Ok(id) = record.id.parse::<FlowRunId>() else {
