@@ -3,35 +3,7 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Mutex;
-
-/// The example program `name`, built by cargo once per test binary (a no-op when it is up
-/// to date: `cargo test` builds the examples before it runs the tests, `cargo test --test
-/// cli` does not).
-fn example(name: &str) -> PathBuf {
-    static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("the test binary is in target/<profile>/deps");
-    let path = profile_dir.join("examples").join(name);
-    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !built.get_or_insert_with(HashSet::new).insert(name.to_owned()) {
-        return path;
-    }
-    let mut build = Command::new(env!("CARGO"));
-    build.args(["build", "--quiet", "--example", name]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("cargo runs");
-    assert!(status.success(), "cargo build --example {name} failed");
-    path
-}
 
 /// The run history these tests' runs go to (not the user's `~/.tideflow`).
 fn home() -> &'static std::path::Path {
@@ -48,7 +20,7 @@ fn cli(name: &str, args: &[&str]) -> Output {
 
 /// As [`cli`], with the history in `home`.
 fn cli_in(home: &std::path::Path, name: &str, args: &[&str]) -> Output {
-    Command::new(example(name))
+    Command::new(common::example(name))
         .args(args)
         .env("TIDEFLOW_HOME", home)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -231,7 +203,7 @@ ticket_model_evaluation  -> TrialSummary  (version {version})
 #[test]
 fn ticket_model_evaluation_runs_under_serve() {
     let home = tempfile::tempdir().expect("a folder");
-    let child = Command::new(example("ticket_model_evaluation"))
+    let child = Command::new(common::example("ticket_model_evaluation"))
         .args([
             "serve",
             "--schedule",
@@ -527,7 +499,7 @@ fn runs_show_and_logs_read_what_run_recorded() {
 fn two_programs_record_into_one_history_at_once() {
     let home = tempfile::tempdir().expect("a folder");
     let spawn = |trial: &str| {
-        Command::new(example("ticket_model_evaluation"))
+        Command::new(common::example("ticket_model_evaluation"))
             .args(["-p", &format!("trial_id={trial}"), "-p", "batch_size=200"])
             .env("TIDEFLOW_HOME", home.path())
             .env("RUST_LOG", "off")
@@ -631,7 +603,7 @@ fn generous_riders_runs_from_its_cli_and_tells_slack_how_it_ended() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
     let port = listener.local_addr().expect("an address").port();
     let slack = common::serve_once(listener);
-    let child = Command::new(example("generous_riders"))
+    let child = Command::new(common::example("generous_riders"))
         .args(["-p", "seed=1"])
         .env("TIDEFLOW_HOME", home.path())
         .env(

@@ -389,9 +389,34 @@ pub(crate) fn task_json(
         .logs(&run.id, Some((&task.task, index)), 0)
         .map_err(Problem::internal)?;
     let mut out = task.to_json();
+    out["result_preview"] = match run.id.parse::<flow_runtime::FlowRunId>() {
+        Ok(run_id) => flow_runtime::ResultStore::default_location()
+            .read_persisted(run_id, &task.task, index)
+            .map_or(Value::Null, |bytes| Value::String(preview(&bytes))),
+        Err(_) => Value::Null,
+    };
     out["events"] = Value::Array(events);
     out["logs"] = logs.iter().map(log_json).collect();
     Ok(out)
+}
+
+/// At most this much of a persisted result is shown.
+const PREVIEW: usize = 4096;
+
+/// A persisted result, pretty when it is small JSON, cut at [`PREVIEW`] bytes.
+fn preview(bytes: &[u8]) -> String {
+    let text = match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) if bytes.len() <= 64 * 1024 => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    };
+    if text.len() <= PREVIEW {
+        return text;
+    }
+    let mut end = PREVIEW;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n… ({} bytes in all)", &text[..end], bytes.len())
 }
 
 pub(crate) fn log_json(l: &flow_history::LogLine) -> Value {
@@ -508,6 +533,29 @@ pub(crate) async fn run_events(
                 return None;
             }
             loop {
+                // After the first read, wait for a change of this run (then let more gather),
+                // or a quiet second.
+                if last.is_some() {
+                    let heard = tokio::select! {
+                        _ = stopping.changed() => return None,
+                        () = tokio::time::sleep(QUIET) => false,
+                        heard = async {
+                            loop {
+                                match changes.recv().await {
+                                    Ok(change) if Some(change.run) == target => return true,
+                                    Ok(_) => {}
+                                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                        std::future::pending::<()>().await;
+                                    }
+                                }
+                            }
+                        } => heard,
+                    };
+                    if heard {
+                        tokio::time::sleep(GATHER).await;
+                    }
+                }
                 let read = {
                     let (shared, id) = (Arc::clone(&shared), id.clone());
                     tokio::task::spawn_blocking(move || snapshot(&shared, &id))
@@ -515,34 +563,16 @@ pub(crate) async fn run_events(
                         .ok()
                         .flatten()
                 };
-                if let Some((data, ended)) = read {
-                    if last.as_deref() != Some(data.as_str()) || ended {
-                        last = Some(data.clone());
-                        let event = Event::default()
-                            .event(if ended { "end" } else { "update" })
-                            .data(data);
-                        return Some((Ok(event), (shared, id, changes, stopping, last, ended)));
-                    }
-                }
-                // Wait for a change of this run (then let more gather), or a quiet second.
-                let heard = tokio::select! {
-                    _ = stopping.changed() => return None,
-                    () = tokio::time::sleep(QUIET) => false,
-                    heard = async {
-                        loop {
-                            match changes.recv().await {
-                                Ok(change) if Some(change.run) == target => return true,
-                                Ok(_) => {}
-                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                    std::future::pending::<()>().await;
-                                }
-                            }
-                        }
-                    } => heard,
+                let Some((data, ended)) = read else {
+                    last.get_or_insert_with(String::new);
+                    continue;
                 };
-                if heard {
-                    tokio::time::sleep(GATHER).await;
+                if last.as_deref() != Some(data.as_str()) || ended {
+                    last = Some(data.clone());
+                    let event = Event::default()
+                        .event(if ended { "end" } else { "update" })
+                        .data(data);
+                    return Some((Ok(event), (shared, id, changes, stopping, last, ended)));
                 }
             }
         },

@@ -536,15 +536,30 @@ pub(crate) async fn task(
     let state = node_state(Some(own_state), &counts);
     let state = state.as_str();
     let mut live = format!(
-        "<p class=\"run-state\">{}{}</p><dl class=\"facts\"><dt>task</dt><dd><code>{}</code></dd><dt>attempts</dt><dd>{}</dd>\
+        "<p class=\"run-state\">{}{}</p><dl class=\"facts\"><dt>task</dt><dd><code>{}</code></dd>{}\
          <dt>started (UTC)</dt><dd>{}</dd><dt>duration</dt><dd>{}</dd></dl>",
         state_badge(state),
-        task["message"].as_str().map_or(String::new(), |m| format!(" <span class=\"message\">{}</span>", esc(m))),
+        task["message"].as_str().map_or(String::new(), |m| format!(
+            " <span class=\"message\">{}</span>",
+            esc(m)
+        )),
         esc(task["function"].as_str().unwrap_or_default()),
-        task["attempts"],
+        if counts.is_empty() {
+            format!("<dt>attempts</dt><dd>{}</dd>", task["attempts"])
+        } else {
+            let all: u64 = counts.iter().map(|(_, n)| n).sum();
+            format!("<dt>children</dt><dd>{all}</dd>")
+        },
         time(task["started_at"].as_f64()),
         duration(task["started_at"].as_f64(), task["ended_at"].as_f64()),
     );
+    if let Some(result) = task["result_preview"].as_str() {
+        let _ = write!(
+            live,
+            "<h2>Result</h2><p class=\"meta\">persisted</p><pre class=\"result\" id=\"result\">{}</pre>",
+            esc(result)
+        );
+    }
     live.push_str("<h2>States</h2><table class=\"events\"><tr><th>time (UTC)</th><th>attempt</th><th>state</th><th>message</th></tr>");
     for e in task["events"].as_array().into_iter().flatten() {
         let _ = write!(

@@ -68,6 +68,18 @@ impl ResultStore {
         &self.root
     }
 
+    /// The persisted result of the task run `task` (its binding in the flow; child
+    /// `index` of a mapped task) of the run `run`, as the JSON written; `None` when none
+    /// was persisted.
+    pub fn read_persisted(&self, run: FlowRunId, task: &str, index: Option<u32>) -> Option<Vec<u8>> {
+        let stem = self.run_dir(run).join(file_stem(task));
+        let path = match index {
+            Some(i) => stem.join(format!("{i}.json")),
+            None => stem.with_extension("json"),
+        };
+        std::fs::read(path).ok()
+    }
+
     /// The folder of one flow run's persisted results.
     pub fn run_dir(&self, run: FlowRunId) -> PathBuf {
         self.root.join("runs").join(run.to_string())

@@ -253,3 +253,32 @@ pub fn serve_once(listener: std::net::TcpListener) -> std::thread::JoinHandle<(S
         (head, String::from_utf8(request).unwrap())
     })
 }
+
+/// The example program `name`, built by cargo once per test binary (a no-op when it is up
+/// to date: `cargo test` builds the examples before it runs the tests, `cargo test --test
+/// cli` does not).
+#[allow(dead_code)]
+pub fn example(name: &str) -> PathBuf {
+    static BUILT: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary is in target/<profile>/deps");
+    let path = profile_dir.join("examples").join(name);
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !built
+        .get_or_insert_with(std::collections::HashSet::new)
+        .insert(name.to_owned())
+    {
+        return path;
+    }
+    let mut build = Command::new(env!("CARGO"));
+    build.args(["build", "--quiet", "--example", name]);
+    if profile_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build.status().expect("cargo runs");
+    assert!(status.success(), "cargo build --example {name} failed");
+    path
+}
