@@ -10,13 +10,13 @@
 //! `serve` and its dashboard run in this process on 127.0.0.1 with a run history in a
 //! temporary folder; the run is asked for through the API, as "run now" does.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tideflow::history::History;
+use served::agent;
 use tideflow::prelude::*;
-use tideflow::serve::Serve;
-use tideflow::DynFlow;
+
+#[path = "../tests/common/served.rs"]
+mod served;
 
 #[task]
 fn numbers(n: u64) -> Vec<u64> {
@@ -45,14 +45,6 @@ fn total(xs: Vec<u64>) -> u64 {
     xs.iter().sum()
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .new_agent()
-}
-
 /// Seconds a GET of `url` takes, body read; its status.
 fn time_get(url: &str) -> (f64, u16, usize) {
     let start = Instant::now();
@@ -74,40 +66,8 @@ fn main() {
         .collect();
     let n: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let delay_us: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
-    let dir = tempfile::tempdir().expect("a folder");
-    let history = Arc::new(History::open_in(dir.path()).expect("a history"));
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let h = Arc::clone(&history);
-    let server = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("a runtime");
-        runtime.block_on(async move {
-            let flows: Vec<DynFlow> = vec![big_map().into()];
-            let serve = Serve::new(Arc::clone(&h)).flow(flows[0].clone());
-            let addr = "127.0.0.1:0".parse().expect("an address");
-            let dashboard = tideflow::dashboard::Dashboard::bind(addr, None, h, &flows, serve.hub())
-                .await
-                .expect("the dashboard listens");
-            addr_tx.send(dashboard.addr()).expect("told");
-            let (ui_stop, ui_stopped) = tokio::sync::oneshot::channel::<()>();
-            let ui = tokio::spawn(dashboard.serve(async move {
-                let _ = ui_stopped.await;
-            }));
-            serve
-                .run_until(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-            let _ = ui_stop.send(());
-            let _ = ui.await;
-        });
-    });
-    let base = format!("http://{}", addr_rx.recv().expect("the address"));
+    let server = served::Server::start(None, vec![big_map().into()]);
+    let base = format!("http://{}", server.addr);
 
     let response = agent()
         .post(&format!("{base}/api/flows/big_map/runs"))
@@ -190,6 +150,5 @@ fn main() {
         }
         println!("{what:<36} {best:>9.3} {:>9} {:>10}", last.0, last.1);
     }
-    let _ = stop.send(());
-    let _ = server.join();
+    drop(server);
 }

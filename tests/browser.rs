@@ -1,5 +1,5 @@
 //! The dashboard in a real browser: headless Chromium driven through chromedriver
-//! (WebDriver), against `examples/seeds` run as `serve`, as a user clicks through it:
+//! (WebDriver, with fantoccini), against `examples/seeds` run as `serve`, as a user clicks through it:
 //! the flows page, "Run now" of `ticket_model_evaluation` with `batch_size = 500`, its
 //! run page turning every node green, the `log_summary` task run and the trial's summary
 //! in its logs; then `generous_riders` and one of its retried children. Screenshots of
@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use thirtyfour::prelude::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+type Result<T> = std::result::Result<T, fantoccini::error::CmdError>;
 
 /// A child process killed when dropped.
 struct Proc(Child);
@@ -51,7 +53,10 @@ fn start_seeds(home: &Path) -> (Proc, String) {
     let stderr = child.stderr.take().expect("its stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(std::io::Result::ok)
+        {
             if let Some(url) = line.split("dashboard: ").nth(1) {
                 let _ = tx.send(url.trim().trim_end_matches('/').to_owned());
             }
@@ -83,6 +88,13 @@ fn start_chromedriver() -> (Proc, String) {
     (Proc(child), format!("http://127.0.0.1:{port}"))
 }
 
+/// Saves what the browser shows as a PNG.
+async fn screenshot(driver: &Client, path: &Path) -> Result<()> {
+    let png = driver.screenshot().await?;
+    std::fs::write(path, png).expect("the screenshot is written");
+    Ok(())
+}
+
 fn screenshots() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).expect("a folder for screenshots");
@@ -93,7 +105,7 @@ fn screenshots() -> PathBuf {
 async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = WebDriverResult<bool>>,
+    Fut: std::future::Future<Output = Result<bool>>,
 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -106,9 +118,9 @@ where
 }
 
 /// The states of the DAG's nodes on the page now.
-async fn node_states(driver: &WebDriver) -> WebDriverResult<Vec<String>> {
+async fn node_states(driver: &Client) -> Result<Vec<String>> {
     let mut states = Vec::new();
-    for node in driver.find_all(By::Css("svg.dag g.node")).await? {
+    for node in driver.find_all(Locator::Css("svg.dag g.node")).await? {
         states.push(node.attr("data-state").await?.unwrap_or_default());
     }
     Ok(states)
@@ -116,21 +128,25 @@ async fn node_states(driver: &WebDriver) -> WebDriverResult<Vec<String>> {
 
 /// Starts `flow` from its form with `values`; the run page's URL.
 async fn run_now(
-    driver: &WebDriver,
+    driver: &Client,
     base: &str,
     flow: &str,
     values: &[(&str, &str)],
     shots: &Path,
-) -> WebDriverResult<String> {
-    driver.goto(format!("{base}/flows")).await?;
-    driver.find(By::Id(format!("run-{flow}"))).await?.click().await?;
+) -> Result<String> {
+    driver.goto(&format!("{base}/flows")).await?;
+    driver
+        .find(Locator::Id(&format!("run-{flow}")))
+        .await?
+        .click()
+        .await?;
     for (name, value) in values {
-        let input = driver.find(By::Id(format!("param-{name}"))).await?;
+        let input = driver.find(Locator::Id(&format!("param-{name}"))).await?;
         input.clear().await?;
-        input.send_keys(*value).await?;
+        input.send_keys(value).await?;
     }
-    driver.screenshot(&shots.join(format!("{flow}-form.png"))).await?;
-    driver.find(By::Id("start")).await?.click().await?;
+    screenshot(driver, &shots.join(format!("{flow}-form.png"))).await?;
+    driver.find(Locator::Id("start")).await?.click().await?;
     wait_until("the run's page", || async {
         Ok(driver.current_url().await?.path().starts_with("/runs/"))
     })
@@ -139,7 +155,7 @@ async fn run_now(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_runs_the_seed_pipelines_from_the_dashboard() -> WebDriverResult<()> {
+async fn a_user_runs_the_seed_pipelines_from_the_dashboard() -> Result<()> {
     if !have("chromedriver") || !have("chromium") {
         let message =
             "NOT RUN: the browser test needs `chromium` and `chromedriver` (apt-get install chromium \
@@ -151,22 +167,26 @@ async fn a_user_runs_the_seed_pipelines_from_the_dashboard() -> WebDriverResult<
     let home = tempfile::tempdir().expect("a folder");
     let (_serve, base) = start_seeds(home.path());
     let (_driver_process, driver_url) = start_chromedriver();
-    let mut caps = DesiredCapabilities::chrome();
-    caps.set_headless()?;
-    caps.set_no_sandbox()?;
-    caps.set_disable_dev_shm_usage()?;
-    caps.add_arg("--window-size=1280,1000")?;
-    let driver = WebDriver::new(&driver_url, caps).await?;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".to_owned(),
+        serde_json::json!({ "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"] }),
+    );
+    let driver = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver_url)
+        .await
+        .expect("a browser session");
     let shots = screenshots();
     let result = async {
         // The flows page: the three seed flows, the schedule of the scheduled one.
-        driver.goto(format!("{base}/flows")).await?;
-        let text = driver.find(By::Tag("main")).await?.text().await?;
+        driver.goto(&format!("{base}/flows")).await?;
+        let text = driver.find(Locator::Css("main")).await?.text().await?;
         for flow in ["generous_riders", "nyc_taxi_tips", "ticket_model_evaluation"] {
             assert!(text.contains(flow), "{text}");
         }
         assert!(text.contains("every 24h"), "{text}");
-        driver.screenshot(&shots.join("flows.png")).await?;
+        screenshot(&driver, &shots.join("flows.png")).await?;
 
         // ticket_model_evaluation with batch_size = 500: every node turns green.
         let run_url = run_now(&driver, &base, "ticket_model_evaluation", &[("batch_size", "500")], &shots).await?;
@@ -176,22 +196,22 @@ async fn a_user_runs_the_seed_pipelines_from_the_dashboard() -> WebDriverResult<
         })
         .await;
         assert_eq!(node_states(&driver).await?.len(), 9);
-        let facts = driver.find(By::Css("dl.facts")).await?.text().await?;
+        let facts = driver.find(Locator::Css("dl.facts")).await?.text().await?;
         assert!(facts.contains("\"batch_size\":500"), "{facts}");
-        driver.screenshot(&shots.join("ticket_model_evaluation-run.png")).await?;
+        screenshot(&driver, &shots.join("ticket_model_evaluation-run.png")).await?;
 
         // Its log_summary task run, opened from the DAG: the trial's summary in its logs.
         driver
-            .find(By::XPath(
+            .find(Locator::XPath(
                 "//*[local-name()='svg']//*[local-name()='text' and text()='log_summary']/ancestor::*[local-name()='a']",
             ))
             .await?
             .click()
             .await?;
         wait_until("the task run's page", || async { Ok(driver.current_url().await?.path().contains("/tasks/")) }).await;
-        let logs = driver.find(By::Id("logs")).await?.text().await?;
+        let logs = driver.find(Locator::Id("logs")).await?.text().await?;
         assert!(logs.contains("trial summary: {\"trial_id\":1,\"count\":500,"), "{logs}");
-        driver.screenshot(&shots.join("ticket_model_evaluation-log_summary.png")).await?;
+        screenshot(&driver, &shots.join("ticket_model_evaluation-log_summary.png")).await?;
         assert!(run_url.contains("/runs/"));
 
         // generous_riders (seed 1: the same loads fail on every run): a retried child.
@@ -201,35 +221,35 @@ async fn a_user_runs_the_seed_pipelines_from_the_dashboard() -> WebDriverResult<
             Ok(!states.is_empty() && states.iter().all(|s| s == "Success"))
         })
         .await;
-        let cleaned = driver.find(By::Css("svg.dag g.node[data-node='1']")).await?.text().await?;
+        let cleaned = driver.find(Locator::Css("svg.dag g.node[data-node='1']")).await?.text().await?;
         assert!(cleaned.contains("24 Success") && cleaned.contains("9 retried"), "{cleaned}");
-        driver.screenshot(&shots.join("generous_riders-run.png")).await?;
+        screenshot(&driver, &shots.join("generous_riders-run.png")).await?;
         driver
-            .find(By::XPath("//table[@class='tasks']//a[text()='cleaned']"))
+            .find(Locator::XPath("//table[@class='tasks']//a[text()='cleaned']"))
             .await?
             .click()
             .await?;
         wait_until("the children of cleaned", || async {
-            Ok(driver.find_all(By::Css("table.children tr")).await?.len() > 1)
+            Ok(driver.find_all(Locator::Css("table.children tr")).await?.len() > 1)
         })
         .await;
-        driver.screenshot(&shots.join("generous_riders-cleaned.png")).await?;
+        screenshot(&driver, &shots.join("generous_riders-cleaned.png")).await?;
         // The first child that took more than one attempt.
         let mut retried = None;
-        for row in driver.find_all(By::Css("table.children tr")).await?.into_iter().skip(1) {
-            let cells = row.find_all(By::Tag("td")).await?;
+        for row in driver.find_all(Locator::Css("table.children tr")).await?.into_iter().skip(1) {
+            let cells = row.find_all(Locator::Css("td")).await?;
             if cells[2].text().await?.trim().parse::<u32>().unwrap_or(1) > 1 {
-                retried = Some(cells[0].find(By::Tag("a")).await?);
+                retried = Some(cells[0].find(Locator::Css("a")).await?);
                 break;
             }
         }
         retried.expect("a retried child").click().await?;
         wait_until("the child's page", || async { Ok(driver.current_url().await?.query().is_some()) }).await;
-        let states = driver.find(By::Css("table.events")).await?.text().await?;
+        let states = driver.find(Locator::Css("table.events")).await?.text().await?;
         assert!(states.contains("Retrying"), "{states}");
-        let facts = driver.find(By::Css("dl.facts")).await?.text().await?;
+        let facts = driver.find(Locator::Css("dl.facts")).await?.text().await?;
         assert!(!facts.contains("attempts\n1\n"), "{facts}");
-        driver.screenshot(&shots.join("generous_riders-retried-child.png")).await?;
+        screenshot(&driver, &shots.join("generous_riders-retried-child.png")).await?;
 
         // nyc_taxi_tips persists `transform`: its task run shows the result.
         run_now(&driver, &base, "nyc_taxi_tips", &[], &shots).await?;
@@ -239,16 +259,16 @@ async fn a_user_runs_the_seed_pipelines_from_the_dashboard() -> WebDriverResult<
         })
         .await;
         driver
-            .find(By::XPath("//table[@class='tasks']//a[text()='means']"))
+            .find(Locator::XPath("//table[@class='tasks']//a[text()='means']"))
             .await?
             .click()
             .await?;
-        let result = driver.find(By::Id("result")).await?.text().await?;
+        let result = driver.find(Locator::Id("result")).await?.text().await?;
         assert!(result.contains("3.94"), "the mean tip of one passenger: {result}");
-        driver.screenshot(&shots.join("nyc_taxi_tips-transform.png")).await?;
-        WebDriverResult::Ok(())
+        screenshot(&driver, &shots.join("nyc_taxi_tips-transform.png")).await?;
+        Result::Ok(())
     }
     .await;
-    driver.quit().await?;
+    driver.close().await?;
     result
 }

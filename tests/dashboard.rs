@@ -2,14 +2,16 @@
 //! on 127.0.0.1), run now with a validated form, live events, pause and resume, and its
 //! security: the token, other origins, unknown things, HTML escaped.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use std::sync::Arc;
+
+use common::served::{agent, Server};
 use tideflow::history::History;
 use tideflow::prelude::*;
 use tideflow::serve::Serve;
-use tideflow::DynFlow;
 
 /// Greets `name`, logging it: what a page shows of a log line.
 #[task]
@@ -36,106 +38,20 @@ flow! {
     }
 }
 
-/// A `serve` of `flows` with its dashboard, in a runtime of its own.
-struct Server {
-    addr: SocketAddr,
-    history: Arc<History>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(token: Option<&str>, flows: Vec<DynFlow>) -> Server {
-        use tracing_subscriber::layer::SubscriberExt as _;
-        use tracing_subscriber::util::SubscriberInitExt as _;
-        // Task runs' log lines go to the history, as `tideflow::cli` sets it up.
-        let _ = tracing_subscriber::registry()
-            .with(tideflow::history::HistoryLayer::new())
-            .try_init();
-        let dir = tempfile::tempdir().expect("a folder");
-        let history = Arc::new(History::open_in(dir.path()).expect("a history"));
-        history.capture_logs();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let h = Arc::clone(&history);
-        let token = token.map(str::to_owned);
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                let mut serve = Serve::new(Arc::clone(&h)).poll_every(Duration::from_millis(200));
-                for f in &flows {
-                    serve = serve.flow(f.clone());
-                }
-                let addr = "127.0.0.1:0".parse().expect("an address");
-                let dashboard = tideflow::dashboard::Dashboard::bind(addr, token, h, &flows, serve.hub())
-                    .await
-                    .expect("the dashboard listens");
-                addr_tx.send(dashboard.addr()).expect("told");
-                let (ui_stop, ui_stopped) = tokio::sync::oneshot::channel::<()>();
-                let ui = tokio::spawn(dashboard.serve(async move {
-                    let _ = ui_stopped.await;
-                }));
-                serve
-                    .run_until(async move {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .expect("serve");
-                let _ = ui_stop.send(());
-                let _ = ui.await;
-            });
-        });
-        Server {
-            addr: addr_rx.recv().expect("the address"),
-            history,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Waits (30 s at most) until the run `id` has ended; its JSON.
-    fn ended(&self, id: &str) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (status, body) = get(&self.url(&format!("/api/runs/{id}")), &[]);
-            if status == 200 {
-                let run: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-                if !run["ended_at"].is_null() {
-                    return run;
-                }
+/// Waits (30 s at most) until the run `id` has ended; its JSON.
+fn ended(server: &Server, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(&server.url(&format!("/api/runs/{id}")), &[]);
+        if status == 200 {
+            let run: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            if !run["ended_at"].is_null() {
+                return run;
             }
-            assert!(Instant::now() < deadline, "run {id} did not end: {body}");
-            std::thread::sleep(Duration::from_millis(50));
         }
+        assert!(Instant::now() < deadline, "run {id} did not end: {body}");
+        std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build()
-        .new_agent()
 }
 
 /// (status, body) of a GET with `headers`.
@@ -207,7 +123,7 @@ fn run_now_from_the_form_opens_the_run_whose_page_shows_its_dag_tasks_and_logs_e
         .strip_prefix("/runs/")
         .expect("to the run's page")
         .to_owned();
-    let run = server.ended(&id);
+    let run = ended(&server, &id);
     assert_eq!(run["state"], "Success");
     assert_eq!(run["trigger"], "manual");
     assert_eq!(run["parameters"], serde_json::json!({ "name": evil, "times": 3 }));
@@ -327,7 +243,7 @@ fn unknown_runs_flows_and_tasks_are_404() {
     assert_eq!(body["error"], "no flow `nope` is served here");
     let (_, location, _) = post_form(&server.url("/flows/greet/run"), &[], &[]);
     let id = location.expect("a run").trim_start_matches("/runs/").to_owned();
-    server.ended(&id);
+    ended(&server, &id);
     assert_eq!(get(&server.url(&format!("/runs/{id}/tasks/7")), &[]).0, 404);
     assert_eq!(
         get(&server.url(&format!("/api/runs/{id}/tasks/0?index=3")), &[]).0,

@@ -207,14 +207,20 @@ async fn each_schedule_runs_with_its_own_parameters() {
     assert_eq!(got, expected);
 }
 
+/// Serves `flow` from 02:00:00.5 to 02:00:03.5, then (no serve from 02:00:03.5 to
+/// 02:00:08.5: slots 4 to 8 are missed) from 02:00:08.5 to 02:00:10.5; its slots.
+async fn served_with_a_gap(history: &Arc<History>, flow: fn() -> Flow<u64>) -> Vec<(f64, String)> {
+    serve_for(history, flow(), "2026-11-29T02:00:00.500Z", 3.0).await;
+    serve_for(history, flow(), "2026-11-29T02:00:08.500Z", 2.0).await;
+    let name = flow().name();
+    slots(history, name)
+}
+
 #[tokio::test(start_paused = true)]
 async fn slots_missed_while_no_serve_ran_are_skipped_by_default() {
     let (_dir, history) = history();
-    serve_for(&history, every_second(), "2026-11-29T02:00:00.500Z", 3.0).await;
-    // Down from 02:00:03.5 to 02:00:08.5: slots 4 to 8 were missed.
-    serve_for(&history, every_second(), "2026-11-29T02:00:08.500Z", 2.0).await;
     assert_eq!(
-        slots(&history, "every_second"),
+        served_with_a_gap(&history, every_second).await,
         [success(1..=3), success(9..=10)].concat()
     );
 }
@@ -222,14 +228,9 @@ async fn slots_missed_while_no_serve_ran_are_skipped_by_default() {
 #[tokio::test(start_paused = true)]
 async fn missed_all_catches_up_every_slot_and_latest_only_the_last() {
     let (_dir, history) = history();
-    serve_for(&history, catch_up(), "2026-11-29T02:00:00.500Z", 3.0).await;
-    serve_for(&history, catch_up(), "2026-11-29T02:00:08.500Z", 2.0).await;
-    assert_eq!(slots(&history, "catch_up"), success(1..=10));
-
-    serve_for(&history, latest_only(), "2026-11-29T02:00:00.500Z", 3.0).await;
-    serve_for(&history, latest_only(), "2026-11-29T02:00:08.500Z", 2.0).await;
+    assert_eq!(served_with_a_gap(&history, catch_up).await, success(1..=10));
     assert_eq!(
-        slots(&history, "latest_only"),
+        served_with_a_gap(&history, latest_only).await,
         [success(1..=3), success(8..=10)].concat()
     );
 }

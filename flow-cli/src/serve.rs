@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flow_history::{History, NewRun, Recordable, Trigger};
+use flow_history::History;
 use flow_runtime::registry::{DynFlow, FlowRegistration};
 use flow_runtime::schedule::{Schedule, ScheduledRun};
 
@@ -209,21 +209,7 @@ pub(crate) fn via_serve(flow: DynFlow, json: bool) -> Result<ExitCode, String> {
             history.path().display()
         ));
     }
-    let info = flow.run_info();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let id = history
-        .request_run(&NewRun {
-            flow: flow.name(),
-            description: &info.description,
-            version: &info.version,
-            parameters: &info.parameters,
-            schedule: None,
-            scheduled_for: now,
-            trigger: Trigger::Manual,
-        })
-        .map_err(|e| e.to_string())?;
+    let id = history.request(&flow).map_err(|e| e.to_string())?;
     eprintln!(
         "run {id} of {} asked of serve (pid {}); waiting for its end (Ctrl-C leaves it to the serve)",
         flow.name(),

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use flow_history::{NewRun, Recordable, RunFilter, RunRecord, Trigger};
+use flow_history::{RunFilter, RunRecord};
 use flow_runtime::registry::DynFlow;
 use flow_runtime::schedule::Timestamp;
 use futures::Stream;
@@ -185,22 +185,7 @@ pub(crate) fn ask_run(
         };
         flow = set.map_err(|e| Problem::field(name, format!("{name}: {e}")))?;
     }
-    let info = flow.run_info();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    let id = shared
-        .history
-        .request_run(&NewRun {
-            flow: flow.name(),
-            description: &info.description,
-            version: &info.version,
-            parameters: &info.parameters,
-            schedule: None,
-            scheduled_for: now,
-            trigger: Trigger::Manual,
-        })
-        .map_err(Problem::internal)?;
+    let id = shared.history.request(&flow).map_err(Problem::internal)?;
     shared.hub.nudge();
     Ok(id.to_string())
 }

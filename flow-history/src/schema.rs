@@ -209,7 +209,15 @@ mod tests {
             .expect("the tables");
         assert_eq!(
             names,
-            ["flow", "flow_run", "log", "server", "state_events", "task_run"]
+            [
+                "flow",
+                "flow_run",
+                "log",
+                "schedule_pause",
+                "server",
+                "state_events",
+                "task_run"
+            ]
         );
         let run: String = conn
             .query_row("SELECT id FROM flow_run", [], |r| r.get(0))

@@ -197,6 +197,24 @@ impl History {
         Ok(id)
     }
 
+    /// Asks the `serve` of `flow` to run it with its parameters as they are set now (what
+    /// `run --via-serve` and the dashboard's "run now" do).
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn request<F: crate::Recordable>(&self, flow: &F) -> Result<FlowRunId, HistoryError> {
+        let info = flow.run_info();
+        self.request_run(&NewRun {
+            flow: &info.flow,
+            description: &info.description,
+            version: &info.version,
+            parameters: &info.parameters,
+            schedule: None,
+            scheduled_for: process::now(),
+            trigger: Trigger::Manual,
+        })
+    }
+
     fn insert(
         &self,
         run: &NewRun<'_>,

@@ -1,5 +1,7 @@
 //! What several test binaries share.
 
+pub mod served;
+
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
