@@ -94,6 +94,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--bench" => continue,
             "--sync" => parsed.body = Body::Sync,
             "--async" => parsed.body = Body::Async,
+            "--work-us" => {
+                let v = value("--work-us")?;
+                let us: u64 = v.parse().map_err(|_| format!("--work-us {v}: not a number of µs"))?;
+                // Read by `add1_working` here and in the workers of a cluster (inherited).
+                std::env::set_var("TIDEFLOW_BENCH_WORK_US", us.to_string());
+                parsed.body = Body::Working;
+            }
             "--json" => parsed.json = true,
             "--executor" => {
                 let v = value("--executor")?;

@@ -72,15 +72,26 @@ WORK = os.path.join(HERE, ".work")
 WORKLOADS = {
     "map1k": ("map", 1_000),
     "map10k": ("map", 10_000),
+    "map100k": ("map", 100_000),
+    "work1ms": ("map", 10_000),
+    "work50ms": ("map", 200),
     "chain1k": ("chain", 1_000),
     "data50": ("data", 50),
 }
+# Work each mapped child does first (a sleep), in µs, by workload: the mapped task takes
+# `TIDEFLOW_BENCH_WORK_US` (`inc` here, `add1_working` in benches/workloads).
+WORK_US = {"work1ms": 1_000, "work50ms": 50_000}
+# Prefect runs these at about 67 ms a task (minutes for 10,000): not measured on more.
+PREFECT_MAX_N = 10_000
 # Bytes in a chunk of the data workload (as in benches/data.rs).
 CHUNK = 10_000_000
 FRAMEWORKS = ("tideflow", "prefect", "dask", "tideflow-dask")
 LABELS = {
     "map1k": "map ×1,000",
     "map10k": "map ×10,000",
+    "map100k": "map ×100,000",
+    "work1ms": "map ×10,000 of 1 ms",
+    "work50ms": "map ×200 of 50 ms",
     "chain1k": "chain ×1,000",
     "data50": "data 50×10 MB",
     "tideflow": "tideflow",
@@ -103,6 +114,9 @@ def expected_value(kind, n):
 
 
 def inc(x):
+    work = int(os.environ.get("TIDEFLOW_BENCH_WORK_US", "0"))
+    if work:
+        time.sleep(work / 1e6)
     return x + 1
 
 
@@ -399,7 +413,9 @@ def measure_python(framework, workload, rep, prefect_template):
     out = os.path.join(run_dir, "result.json")
     log = os.path.join(WORK, "logs", f"{framework}-{workload}-{rep}.log")
     cmd = [sys.executable, os.path.abspath(__file__), "_worker", framework, kind, str(n), out]
-    t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, python_env(framework, run_dir), log)
+    env = python_env(framework, run_dir)
+    env["TIDEFLOW_BENCH_WORK_US"] = str(WORK_US.get(workload, 0))
+    t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, env, log)
     other_cpu = OTHER_CPU["last"]
     if rc != 0 or not os.path.exists(out):
         sys.exit(f"{framework} {workload} failed (exit {rc}); log {log}:\n{tail(log)}")
@@ -477,10 +493,11 @@ def run_scale(exe, kind, n, mode, log, extra=(), env=None):
                     pass
     if not records:
         sys.exit(f"tideflow {kind} {n}: no JSON line in the bench output; log {log}:\n{tail(log)}")
+    body = "working" if "--work-us" in extra else mode
     for rec in records:
-        if rec.get("workload") != kind or rec.get("n") != n or rec.get("body") != mode:
+        if rec.get("workload") != kind or rec.get("n") != n or rec.get("body") != body:
             sys.exit(f"tideflow: the bench reported {rec}, not {kind} over {n} ({mode})")
-    return t_exit - t_spawn, maxrss, (records[-1] if not extra else records)
+    return t_exit - t_spawn, maxrss, (records[-1] if not extra or extra[:1] == ("--work-us",) else records)
 
 
 def flow_seconds(rec):
@@ -492,7 +509,8 @@ def flow_seconds(rec):
 def measure_tideflow(exe, workload, rep, mode):
     kind, n = WORKLOADS[workload]
     log = os.path.join(WORK, "logs", f"tideflow-{mode}-{workload}-{rep}.log")
-    proc_s, maxrss, rec = run_scale(exe, kind, n, mode, log)
+    work = ("--work-us", str(WORK_US[workload])) if workload in WORK_US else ()
+    proc_s, maxrss, rec = run_scale(exe, kind, n, mode, log, work)
     other_cpu = OTHER_CPU["last"]
     run_s = flow_seconds(rec)
     # After its run the bench times a plain-loop floor (up to ~50 ms), so spawn-to-exit
@@ -561,6 +579,8 @@ def measure_tideflow_dask(exe, workload, rep, mode):
     env["TIDEFLOW_PYTHON"] = sys.executable  # this venv's Python has Dask's client
     env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
     extra = ("--executor", "dask-local:2", "--repeat", "2")
+    if workload in WORK_US:
+        extra = extra + ("--work-us", str(WORK_US[workload]))
     proc_s, maxrss, recs = run_scale(exe, kind, n, mode, log, extra, env)
     if len(recs) != 2:
         sys.exit(f"tideflow-dask {workload}: expected 2 runs in the bench output; log {log}")
@@ -738,6 +758,8 @@ def main():
             for fw in frameworks:
                 if WORKLOADS[w][0] == "data" and fw not in ("dask", "tideflow-dask"):
                     continue  # the data workload compares Dask with tideflow on Dask
+                if fw == "prefect" and WORKLOADS[w][1] > PREFECT_MAX_N:
+                    continue
                 if fw == "tideflow-dask" and WORKLOADS[w][0] == "data":
                     s = measure_tideflow_data(data_exe, w, rep)
                 elif fw == "tideflow":

@@ -45,6 +45,26 @@ async fn add1_async(x: u64) -> u64 {
     x + 1
 }
 
+/// What `add1_working` works, in µs: `TIDEFLOW_BENCH_WORK_US` (read once; the worker
+/// processes of a cluster inherit it).
+fn work_us() -> u64 {
+    static US: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *US.get_or_init(|| {
+        std::env::var("TIDEFLOW_BENCH_WORK_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
+}
+
+/// `add1` after `TIDEFLOW_BENCH_WORK_US` µs of work (a sleep: a task that waits on I/O or
+/// another service, as short mapped tasks often do).
+#[task]
+fn add1_working(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_micros(work_us()));
+    x + 1
+}
+
 #[task]
 fn total(xs: Vec<u64>) -> u64 {
     xs.iter().sum()
@@ -94,6 +114,8 @@ pub enum Body {
     Sync,
     /// `#[task] async fn add1_async(x: u64) -> u64`: runs on tokio.
     Async,
+    /// `#[task] fn add1_working(x: u64) -> u64`: sync, after `TIDEFLOW_BENCH_WORK_US` µs.
+    Working,
 }
 
 impl Body {
@@ -102,6 +124,7 @@ impl Body {
         match self {
             Body::Sync => "sync",
             Body::Async => "async",
+            Body::Working => "working",
         }
     }
 
@@ -109,6 +132,7 @@ impl Body {
         match self {
             Body::Sync => <add1 as Task>::DEF,
             Body::Async => <add1_async as Task>::DEF,
+            Body::Working => <add1_working as Task>::DEF,
         }
     }
 }
