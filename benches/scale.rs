@@ -96,7 +96,9 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--async" => parsed.body = Body::Async,
             "--work-us" => {
                 let v = value("--work-us")?;
-                let us: u64 = v.parse().map_err(|_| format!("--work-us {v}: not a number of µs"))?;
+                let us: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--work-us {v}: not a number of µs"))?;
                 // Read by `add1_working` here and in the workers of a cluster (inherited).
                 std::env::set_var("TIDEFLOW_BENCH_WORK_US", us.to_string());
                 parsed.body = Body::Working;

@@ -389,6 +389,33 @@ async fn a_history_locked_by_another_program_delays_slots_and_loses_none() {
     assert_eq!(slots(&history, "locked_out"), success(1..=10));
 }
 
+#[tokio::test(start_paused = true)]
+async fn serve_marks_crashed_the_runs_of_programs_that_died_while_it_ran() {
+    let (dir, history) = history();
+    // A run another program left open: its process has ended.
+    let mut gone = Command::new("true").spawn().expect("a process");
+    let pid = gone.id();
+    gone.wait().expect("it ends");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("the host's name");
+    let conn = rusqlite::Connection::open(dir.path().join("tideflow.db")).expect("opens");
+    conn.execute(
+        "INSERT INTO flow_run (id, flow, version, parameters, state, created_at, started_at, last_event_at, pid, \
+         pid_started, host, heartbeat_at) VALUES ('8f1d0c2a-0000-4000-8000-000000000001', 'other', 'v', '{}', \
+         'Running', 1, 1, 1, ?1, 12345, ?2, 1)",
+        rusqlite::params![pid, host.trim()],
+    )
+    .expect("a run");
+    serve_for(&history, every_second(), "2026-11-29T02:00:00.500Z", 11.0).await;
+    let run = history
+        .run("8f1d0c2a-0000-4000-8000-000000000001")
+        .expect("the run");
+    assert_eq!(run.state, "Crashed");
+    assert!(run
+        .message
+        .expect("why")
+        .starts_with(&format!("its program (pid {pid} on ")));
+}
+
 // ---- Real processes: this test binary as a program whose `main` is the CLI. ----
 
 /// Runs the CLI in this process when `SERVE_TEST_CLI` holds its arguments (separated by

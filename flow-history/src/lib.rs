@@ -373,6 +373,19 @@ impl History {
         flow
     }
 
+    /// Marks `Crashed` the runs left open by programs that have ended since (as opening
+    /// the history does); `serve` calls it as it goes. Returns how many it marked.
+    ///
+    /// # Errors
+    /// [`HistoryError::Database`].
+    pub fn sweep_crashed(&self) -> Result<usize, HistoryError> {
+        let mut conn = self.reader();
+        process::sweep_crashed(&mut conn).map_err(|source| HistoryError::Database {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     /// Files the log lines of runs under their runs in this history from now on,
     /// through the [`HistoryLayer`] the program installed with its `tracing` subscriber.
     pub fn capture_logs(&self) {

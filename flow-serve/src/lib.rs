@@ -22,6 +22,8 @@
 //!   recorded `Skipped` ([`WhenBusy`](flow_schedule::WhenBusy)).
 //! - **Runs by hand.** A run asked for through the history ([`History::request_run`],
 //!   `run --via-serve`) is claimed by the `serve` of its flow and run alike.
+//! - **Crashes.** Every 10 s it marks `Crashed` the runs whose programs died (as opening
+//!   the history does), so a dashboard beside it shows them as they are.
 //! - **Stopping.** The first SIGINT/SIGTERM stops scheduling; running runs get the grace
 //!   period to finish, then are cancelled (`Cancelled`, recorded). A second signal cancels
 //!   them at once. Runs recorded but not started stay `Scheduled` for the next `serve`.
@@ -287,8 +289,18 @@ impl Serve {
                 }
             }
             if tokio::time::Instant::now() >= next_beat {
-                match state.history.server_beat(state.server) {
-                    Ok(()) => next_beat = tokio::time::Instant::now() + BEAT,
+                // Alive, and the runs of programs that died meanwhile marked `Crashed`.
+                match state
+                    .history
+                    .server_beat(state.server)
+                    .and_then(|()| state.history.sweep_crashed())
+                {
+                    Ok(crashed) => {
+                        if crashed > 0 {
+                            tracing::warn!("{crashed} run(s) marked Crashed: their programs ended without finishing them");
+                        }
+                        next_beat = tokio::time::Instant::now() + BEAT;
+                    }
                     Err(e) => blocked = Some(e.into()),
                 }
             }
