@@ -115,6 +115,7 @@ pub enum Body {
     /// `#[task] async fn add1_async(x: u64) -> u64`: runs on tokio.
     Async,
     /// `#[task] fn add1_working(x: u64) -> u64`: sync, after `TIDEFLOW_BENCH_WORK_US` µs.
+    #[allow(dead_code)] // `benches/scale.rs` makes it (`--work-us`), `benches/engine.rs` does not.
     Working,
 }
 
