@@ -495,25 +495,29 @@ fn execute(
     })
 }
 
-/// The flow on the executor `spec` names: `local`, `sequential`, `dask://host:port` (or
-/// `tcp://host:port`), `dask-local:N`.
+/// The flow on the executor `spec` names (see [`executor`]).
 pub(crate) fn with_executor(flow: DynFlow, spec: &str) -> Result<DynFlow, String> {
+    Ok(flow.executor(executor(spec)?))
+}
+
+/// The executor `spec` names: `local`, `sequential`, `dask://host:port` (or
+/// `tcp://host:port`), `dask-local:N`. One value serves several flows: their runs share
+/// one cluster.
+pub(crate) fn executor(spec: &str) -> Result<flow_runtime::Executor, String> {
     let accepted = "`local`, `sequential`, `dask://host:port` or `dask-local:N`";
     match spec {
-        "local" => Ok(flow.executor(flow_runtime::LocalExecutor::new())),
-        "sequential" => Ok(flow.executor(flow_runtime::SequentialExecutor)),
-        _ => {
-            dask_executor(flow, spec).unwrap_or_else(|| Err(format!("unknown executor `{spec}`: {accepted}")))
-        }
+        "local" => Ok(flow_runtime::LocalExecutor::new().into()),
+        "sequential" => Ok(flow_runtime::SequentialExecutor.into()),
+        _ => dask_executor(spec).unwrap_or_else(|| Err(format!("unknown executor `{spec}`: {accepted}"))),
     }
 }
 
 #[cfg(feature = "dask")]
-fn dask_executor(flow: DynFlow, spec: &str) -> Option<Result<DynFlow, String>> {
+fn dask_executor(spec: &str) -> Option<Result<flow_runtime::Executor, String>> {
     use flow_dask::DaskExecutor;
     if let Some(n) = spec.strip_prefix("dask-local:") {
         return Some(match n.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(flow.executor(DaskExecutor::local(n))),
+            Ok(n) if n > 0 => Ok(DaskExecutor::local(n).into()),
             _ => Err(format!(
                 "`--executor {spec}`: `{n}` is not a number of workers (dask-local:2 starts a local cluster of 2)"
             )),
@@ -525,13 +529,13 @@ fn dask_executor(flow: DynFlow, spec: &str) -> Option<Result<DynFlow, String>> {
         .or_else(|| spec.contains("://").then(|| spec.to_owned()))?;
     Some(
         DaskExecutor::connect(&address)
-            .map(|executor| flow.executor(executor))
+            .map(Into::into)
             .map_err(|e| format!("`--executor {spec}`: {e}")),
     )
 }
 
 #[cfg(not(feature = "dask"))]
-fn dask_executor(_flow: DynFlow, spec: &str) -> Option<Result<DynFlow, String>> {
+fn dask_executor(spec: &str) -> Option<Result<flow_runtime::Executor, String>> {
     (spec.starts_with("dask")).then(|| {
         Err(format!(
             "`--executor {spec}`: this program was built without Dask (the `dask` feature of tideflow)"

@@ -53,9 +53,11 @@ pub(crate) fn serve(cli: &Cli, all: &[&FlowRegistration], args: &ServeArgs) -> R
         let schedule = Schedule::parse(text).map_err(|e| format!("`--schedule {spec}`: {e}"))?;
         add(&mut given, reg.name, vec![ScheduledRun::new(schedule)]);
     }
+    // One executor for every flow: on Dask, one cluster serves them all.
+    let executor = crate::executor(&args.executor)?;
     let mut flows = Vec::new();
     for reg in &regs {
-        let mut flow = crate::with_executor(cli.build(reg), &args.executor)?;
+        let mut flow = cli.build(reg).executor(executor.clone());
         if let Some((_, runs)) = given.iter().find(|(n, _)| *n == reg.name) {
             flow = flow.with_schedules(runs.clone());
         }
