@@ -591,28 +591,25 @@ pub enum Missed {
     All,
 }
 
+impl Missed {
+    const NAMES: &'static [(Missed, &'static str)] = &[
+        (Missed::Skip, "skip"),
+        (Missed::Latest, "latest"),
+        (Missed::All, "all"),
+    ];
+}
+
 impl FromStr for Missed {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "skip" => Ok(Missed::Skip),
-            "latest" => Ok(Missed::Latest),
-            "all" => Ok(Missed::All),
-            other => Err(format!(
-                "`{other}` is not a policy for missed runs: write `skip`, `latest` or `all`"
-            )),
-        }
+        by_name(Missed::NAMES, "a policy for missed runs", s)
     }
 }
 
 impl fmt::Display for Missed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Missed::Skip => "skip",
-            Missed::Latest => "latest",
-            Missed::All => "all",
-        })
+        f.write_str(name_of(Missed::NAMES, *self))
     }
 }
 
@@ -626,27 +623,44 @@ pub enum WhenBusy {
     Skip,
 }
 
+impl WhenBusy {
+    const NAMES: &'static [(WhenBusy, &'static str)] = &[(WhenBusy::Wait, "wait"), (WhenBusy::Skip, "skip")];
+}
+
 impl FromStr for WhenBusy {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "wait" => Ok(WhenBusy::Wait),
-            "skip" => Ok(WhenBusy::Skip),
-            other => Err(format!(
-                "`{other}` is not a policy for busy flows: write `wait` or `skip`"
-            )),
-        }
+        by_name(WhenBusy::NAMES, "a policy for busy flows", s)
     }
 }
 
 impl fmt::Display for WhenBusy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            WhenBusy::Wait => "wait",
-            WhenBusy::Skip => "skip",
-        })
+        f.write_str(name_of(WhenBusy::NAMES, *self))
     }
+}
+
+/// The value named `text` in `names`, or what it is not (`what`) and the names to write.
+fn by_name<T: Copy>(names: &[(T, &str)], what: &str, text: &str) -> Result<T, String> {
+    if let Some((value, _)) = names.iter().find(|(_, name)| *name == text) {
+        return Ok(*value);
+    }
+    let quoted: Vec<String> = names.iter().map(|(_, name)| format!("`{name}`")).collect();
+    let choices = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(format!("`{text}` is not {what}: write {choices}"))
+}
+
+/// The name of `value` in `names`.
+fn name_of<T: Copy + PartialEq>(names: &[(T, &'static str)], value: T) -> &'static str {
+    names
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map_or("", |(_, name)| name)
 }
 
 /// How `serve` runs a flow's scheduled runs.

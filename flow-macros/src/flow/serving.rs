@@ -10,7 +10,7 @@
 //! ```
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Expr, Ident, LitInt, LitStr};
 
@@ -31,9 +31,9 @@ struct ScheduleDecl {
 }
 
 struct PolicyDecl {
-    missed: Option<String>,
+    missed: flow_schedule::Missed,
     max_running: Option<usize>,
-    when_busy: Option<String>,
+    when_busy: flow_schedule::WhenBusy,
 }
 
 const SCHEDULE_KEYS: &str = "a schedule takes `every = \"24h\"` or `cron = \"0 6 * * *\"`, and optionally `from = \"..\"` \
@@ -245,9 +245,9 @@ fn check_params(cx: &mut Ctxt, flow: &FlowDecl, attr: &Attribute, params: &[(Ide
 
 fn policy(cx: &mut Ctxt, attr: &Attribute) -> PolicyDecl {
     let mut decl = PolicyDecl {
-        missed: None,
+        missed: flow_schedule::Missed::default(),
         max_running: None,
-        when_busy: None,
+        when_busy: flow_schedule::WhenBusy::default(),
     };
     let list = match &attr.meta {
         syn::Meta::List(list) => list,
@@ -259,20 +259,8 @@ fn policy(cx: &mut Ctxt, attr: &Attribute) -> PolicyDecl {
     let parsed = list.parse_nested_meta(|meta| {
         let key = meta.path.get_ident().map(ToString::to_string).unwrap_or_default();
         match key.as_str() {
-            "missed" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                lit.value()
-                    .parse::<flow_schedule::Missed>()
-                    .map_err(|e| syn::Error::new(lit.span(), e))?;
-                decl.missed = Some(lit.value());
-            }
-            "when_busy" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                lit.value()
-                    .parse::<flow_schedule::WhenBusy>()
-                    .map_err(|e| syn::Error::new(lit.span(), e))?;
-                decl.when_busy = Some(lit.value());
-            }
+            "missed" => decl.missed = policy_value(&meta)?,
+            "when_busy" => decl.when_busy = policy_value(&meta)?,
             "max_running" => {
                 let lit: LitInt = meta.value()?.parse()?;
                 let n: usize = lit.base10_parse()?;
@@ -294,6 +282,13 @@ fn policy(cx: &mut Ctxt, attr: &Attribute) -> PolicyDecl {
     decl
 }
 
+/// A policy's value (`missed = "latest"`), read by the parser `serve` uses; an error at
+/// the literal when it names none.
+fn policy_value<T: std::str::FromStr<Err = String>>(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<T> {
+    let lit: LitStr = meta.value()?.parse()?;
+    lit.value().parse().map_err(|e| syn::Error::new(lit.span(), e))
+}
+
 /// `.schedule(..)` for each schedule and `.serve_policy(..)`, chained onto the flow.
 pub(super) fn expand(serving: &Serving, flow: &FlowDecl, p: &TokenStream) -> TokenStream {
     let mut out = TokenStream::new();
@@ -313,15 +308,10 @@ pub(super) fn expand(serving: &Serving, flow: &FlowDecl, p: &TokenStream) -> Tok
         out.extend(quote! { .schedule(#run) });
     }
     if let Some(policy) = &serving.policy {
-        let missed = match policy.missed.as_deref() {
-            Some("latest") => quote!(#p::Missed::Latest),
-            Some("all") => quote!(#p::Missed::All),
-            _ => quote!(#p::Missed::Skip),
-        };
-        let when_busy = match policy.when_busy.as_deref() {
-            Some("skip") => quote!(#p::WhenBusy::Skip),
-            _ => quote!(#p::WhenBusy::Wait),
-        };
+        // The variants by name: `Latest` is `#p::Missed::Latest`.
+        let missed = format_ident!("{}", format!("{:?}", policy.missed));
+        let when_busy = format_ident!("{}", format!("{:?}", policy.when_busy));
+        let (missed, when_busy) = (quote!(#p::Missed::#missed), quote!(#p::WhenBusy::#when_busy));
         let max_running = match policy.max_running {
             Some(n) => quote!(::core::option::Option::Some(#n)),
             None => quote!(::core::option::Option::None),
