@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""Side by side: tideflow against Prefect 3 and Dask on the same three workloads.
+"""Side by side: tideflow against Prefect 3, Prefect 1 and Dask on the same workloads.
 
-Run it through `benches/compare/run.sh`, which creates the venv this script needs.
+Run it through `benches/compare/run.sh`, which creates the two venvs this script needs:
+benches/compare/.venv (Prefect 3, prefect-dask, Dask; this script runs on it) and
+benches/compare/.venv-prefect1 (Prefect 1 and the same Dask: Prefect 1 cannot share a
+venv with Prefect 3), on whose Python the prefect1-dask measurements run.
 
 Workloads (a trivial task `inc(x) = x + 1` in every framework):
 
     map ×1,000     inc mapped over range(1000); result: the sum of the outputs
     map ×10,000    inc mapped over range(10000)
+    map ×100,000   inc mapped over range(100000)
+    map ×10,000 of 1 ms   the map over 10,000 with each child sleeping 1 ms first
+    map ×200 of 50 ms     the map over 200 with each child sleeping 50 ms first
+                   (WORK_US below; the children read TIDEFLOW_BENCH_WORK_US)
     chain ×1,000   x = inc(0), then 999 times x = inc(x), each a dependent task
     data 50×10 MB  50 chunks of 10 MB made on the workers, each measured where it is
                    (length × first byte), then the measures summed: Dask and tideflow
@@ -17,6 +24,7 @@ Frameworks:
     prefect   Prefect 3, `@flow` + `@task`, default task runner (ThreadPoolTaskRunner),
               ephemeral mode (no PREFECT_API_URL: Prefect starts its local server itself).
               map: `inc.map(range(n)).result()`; chain: `inc.submit(prev)` futures.
+              Not run on maps over more than PREFECT_MAX_N (about 67 ms a task).
     dask      dask.distributed `LocalCluster(n_workers=2, threads_per_worker=1,
               processes=True)` on 127.0.0.1, no dashboard. map: `client.map` +
               `client.gather`; chain: `client.submit(inc, prev, pure=False)`.
@@ -25,18 +33,40 @@ Frameworks:
     tideflow-dask  the same binary with `--executor dask-local:2`: the flow's task
               attempts on a local Dask cluster of the same shape as the Dask cell's
               (2 worker processes, 1 thread each), reached through tideflow's bridge run
-              by this venv's Python. The bench runs the flow twice in one process and the
-              second run is the run (the first starts the cluster); the startup is a
-              fresh process's run over one element, which starts the cluster. Peak RSS is
-              the coordinator's only.
+              by this venv's Python, with the Dask executor's adaptive batching on (its
+              default; TIDEFLOW_DASK_BATCH is removed from the bench's environment). The
+              bench runs the flow twice in one process and the second run is the run
+              (the first starts the cluster); the startup is a fresh process's run over
+              one element, which starts the cluster. Peak RSS is the coordinator's only.
+    tideflow-dask-nobatch  the same as tideflow-dask with TIDEFLOW_DASK_BATCH=off in the
+              bench's environment: one Dask task per task attempt, no batching.
+    prefect-dask  Prefect 3 with prefect-dask's `DaskTaskRunner(address=...)` on a
+              LocalCluster of the Dask cell's shape, started (and its 2 workers waited
+              for, and Prefect's task engine imported on them) before the run, like the
+              Prefect server; the same flows as `prefect`. The server's API URL is given
+              to the workers (PREFECT_API_URL) and to the flow's settings: in ephemeral
+              mode a Dask worker without it would start a Prefect server of its own.
+              Not run on maps over more than PREFECT_MAX_N.
+    prefect1-dask  Prefect 1 (.venv-prefect1), `Flow` with `inc.map(list(range(n)))`
+              and a reducing task summing the outputs (chain: n dependent copies of
+              inc), run by `flow.run(executor=DaskExecutor(address=...))` on a
+              LocalCluster of the same shape started before the run. No server: Prefect
+              1's home is in the run's scratch directory. Not run on maps over more than
+              PREFECT1_MAX_N (about 7.5 ms a task).
+
+The run of every framework on Dask is timed on a cluster that is up and whose 2 workers
+have joined; the cluster start is in the startup. The table's last column is raw Dask's
+run time over each framework's: its throughput relative to Dask on the same cluster shape.
+Cells not measured (the Prefects' large maps) are rows marked skipped, and notes.
 
 Every measurement runs in a fresh process, so peak RSS is per workload. Timings:
 
     run       inside the process, from just before the flow / graph starts until the
-              results are back (Prefect: the flow call; Dask: first submit to gather;
-              tideflow: the bench's build_s + wall_s, graph building and the flow run).
+              results are back (Prefect: the flow call, Prefect 1: flow.run(); Dask:
+              first submit to gather; tideflow: the bench's build_s + wall_s, graph
+              building and the flow run).
     startup   from spawning the process until it is ready to run: interpreter start,
-              imports, and the Prefect server start or the Dask cluster start. tideflow:
+              imports, and the Prefect server start and/or the Dask cluster start. tideflow:
               spawn to exit of the same binary over one element, minus that run (the
               bench times a plain-loop floor after its run, so its own exit comes late).
     wall      from spawning the process until the results are back (startup + run).
@@ -46,7 +76,7 @@ Each measurement also records how much CPU other processes on the machine used m
 
 Peak RSS is the sum of the peak RSS (VmHWM, from /proc) of every process of the framework,
 read inside the run right after the results are back: the Python process plus Prefect's
-server process, or plus Dask's worker processes (and the forkserver that starts them).
+server process, and/or plus Dask's worker processes (and the processes that start them).
 For tideflow it is the bench process's VmHWM, which the bench reads after its run. (The
 ru_maxrss that wait4 returns is kept in results.json only: on Linux it also counts the
 image of the driver that the child was forked from before it exec'd.)
@@ -81,11 +111,26 @@ WORKLOADS = {
 # Work each mapped child does first (a sleep), in µs, by workload: the mapped task takes
 # `TIDEFLOW_BENCH_WORK_US` (`inc` here, `add1_working` in benches/workloads).
 WORK_US = {"work1ms": 1_000, "work50ms": 50_000}
-# Prefect runs these at about 67 ms a task (minutes for 10,000): not measured on more.
+# Prefect 3 runs these at about 67 ms a task (minutes for 10,000), on its own task runner
+# or on Dask: not measured on more.
 PREFECT_MAX_N = 10_000
+# Prefect 1 on Dask runs these at about 7.5 ms a task (75 s for 10,000, some 12 minutes
+# for 100,000): not measured on more.
+PREFECT1_MAX_N = 10_000
 # Bytes in a chunk of the data workload (as in benches/data.rs).
 CHUNK = 10_000_000
-FRAMEWORKS = ("tideflow", "prefect", "dask", "tideflow-dask")
+FRAMEWORKS = (
+    "tideflow",
+    "prefect",
+    "dask",
+    "tideflow-dask",
+    "tideflow-dask-nobatch",
+    "prefect-dask",
+    "prefect1-dask",
+)
+# Prefect 1 cannot share a venv with Prefect 3: run.sh makes this second one for it.
+PREFECT1_VENV = os.path.join(HERE, ".venv-prefect1")
+PREFECT1_PYTHON = os.path.join(PREFECT1_VENV, "bin", "python")
 LABELS = {
     "map1k": "map ×1,000",
     "map10k": "map ×10,000",
@@ -97,7 +142,10 @@ LABELS = {
     "tideflow": "tideflow",
     "prefect": "Prefect 3",
     "dask": "Dask",
-    "tideflow-dask": "tideflow on Dask",
+    "tideflow-dask": "tideflow on Dask (batching)",
+    "tideflow-dask-nobatch": "tideflow on Dask, batching off",
+    "prefect-dask": "Prefect 3 on Dask",
+    "prefect1-dask": "Prefect 1 on Dask",
 }
 WORKER_TIMEOUT_S = 1800
 
@@ -198,7 +246,7 @@ def prefect_worker(kind, n):
 
     @task
     def inc_task(x):
-        return x + 1
+        return inc(x)  # x + 1, after TIDEFLOW_BENCH_WORK_US of sleep (the work1ms, work50ms)
 
     @flow
     def map_flow(n):
@@ -218,16 +266,116 @@ def prefect_worker(kind, n):
     return t_ready, t_done, value, process_tree_rss(), lambda: None
 
 
-def dask_worker(kind, n):
-    from dask.distributed import Client, LocalCluster
+def local_cluster():
+    """The Dask cluster of every framework on Dask: 2 worker processes of 1 thread each."""
+    from dask.distributed import LocalCluster
 
-    cluster = LocalCluster(
+    return LocalCluster(
         n_workers=2,
         threads_per_worker=1,
         processes=True,
         dashboard_address=None,
         host="127.0.0.1",
     )
+
+
+def prefect_dask_worker(kind, n):
+    """Prefect 3 with prefect-dask's DaskTaskRunner on a LocalCluster started beforehand."""
+    import importlib
+
+    from dask.distributed import Client
+    from prefect import flow, task
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect_dask import DaskTaskRunner
+
+    server = SubprocessASGIServer()
+    server.start()
+    # The tasks run (and report their states) in the Dask workers. In ephemeral mode a
+    # worker that has no API URL starts a temporary Prefect server of its own (one per
+    # worker, each with its own database), so the URL of this process's server goes to the
+    # workers through the environment they inherit, and to the task runs through the
+    # settings that the flow serializes into each task's context.
+    os.environ["PREFECT_API_URL"] = server.api_url
+    cluster = local_cluster()
+    client = Client(cluster)
+    client.wait_for_workers(2)
+    # A worker imports Prefect's task engine on its first task (seconds): a once-per-
+    # cluster cost, counted as start-up as the cluster start is.
+    client.run(importlib.import_module, "prefect_dask.client")
+    client.run(importlib.import_module, "prefect.task_engine")
+    client.close()
+    runner = DaskTaskRunner(address=cluster.scheduler_address)
+
+    @task
+    def inc_task(x):
+        return inc(x)
+
+    @flow(task_runner=runner)
+    def map_flow(n):
+        futures = inc_task.map(range(n))
+        return sum(futures.result())
+
+    @flow(task_runner=runner)
+    def chain_flow(n):
+        future = inc_task.submit(0)
+        for _ in range(n - 1):
+            future = inc_task.submit(future)
+        return future.result()
+
+    t_ready = time.monotonic()
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        value = (map_flow if kind == "map" else chain_flow)(n)
+    t_done = time.monotonic()
+    rss = process_tree_rss()
+    return t_ready, t_done, value, rss, cluster.close
+
+
+def prefect1_dask_worker(kind, n):
+    """Prefect 1 (.venv-prefect1): `flow.run(executor=DaskExecutor(address=...))`."""
+    import importlib
+
+    from dask.distributed import Client
+    from prefect import Flow, task
+    from prefect.executors import DaskExecutor
+
+    cluster = local_cluster()
+    client = Client(cluster)
+    client.wait_for_workers(2)
+    # As for Prefect 3: the workers import Prefect's task runner before the timed run.
+    client.run(importlib.import_module, "prefect.engine.task_runner")
+    client.close()
+
+    @task
+    def inc_task(x):
+        return inc(x)
+
+    @task
+    def total(xs):
+        return sum(xs)
+
+    with Flow(f"{kind}-{n}") as flow:
+        if kind == "map":
+            out = total(inc_task.map(list(range(n))))
+        else:
+            out = inc_task(0)
+            for _ in range(n - 1):
+                out = inc_task(out)
+
+    t_ready = time.monotonic()
+    state = flow.run(executor=DaskExecutor(address=cluster.scheduler_address))
+    t_done = time.monotonic()
+    if not state.is_successful():
+        raise RuntimeError(f"Prefect 1 flow run failed: {state!r}")
+    value = state.result[out].result
+    rss = process_tree_rss()
+    return t_ready, t_done, value, rss, cluster.close
+
+
+def dask_worker(kind, n):
+    from dask.distributed import Client
+
+    cluster = local_cluster()
     client = Client(cluster)
     client.wait_for_workers(2)
 
@@ -256,7 +404,12 @@ def dask_worker(kind, n):
 
 def worker_main(framework, kind, n, out_path):
     t_start = time.monotonic()
-    run = {"prefect": prefect_worker, "dask": dask_worker}[framework]
+    run = {
+        "prefect": prefect_worker,
+        "dask": dask_worker,
+        "prefect-dask": prefect_dask_worker,
+        "prefect1-dask": prefect1_dask_worker,
+    }[framework]
     t_ready, t_done, value, rss, teardown = run(kind, n)
     with open(out_path, "w") as f:
         json.dump(
@@ -369,10 +522,21 @@ def python_env(framework, run_dir):
     env["PYTHONUNBUFFERED"] = "1"
     env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
     os.makedirs(env["DASK_TEMPORARY_DIRECTORY"], exist_ok=True)
-    if framework == "prefect":
+    if framework in ("prefect", "prefect-dask"):
         env["PREFECT_HOME"] = os.path.join(run_dir, "prefect-home")
         env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    if framework == "prefect1-dask":
+        # flow.run() needs no server; keep Prefect 1's home (and any file it writes) here.
+        env["PREFECT__HOME_DIR"] = os.path.join(run_dir, "prefect1-home")
+        env["PREFECT__USER_CONFIG_PATH"] = os.path.join(run_dir, "prefect1-home", "config.toml")
     return env
+
+
+def python_for(framework):
+    """The interpreter a framework's worker process runs on."""
+    if framework == "prefect1-dask":
+        return PREFECT1_PYTHON
+    return sys.executable
 
 
 def prepare_prefect_home():
@@ -408,11 +572,12 @@ def measure_python(framework, workload, rep, prefect_template):
     run_dir = os.path.join(WORK, "runs", f"{framework}-{workload}-{rep}")
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
-    if framework == "prefect":
+    if framework in ("prefect", "prefect-dask"):
         shutil.copytree(prefect_template, os.path.join(run_dir, "prefect-home"))
     out = os.path.join(run_dir, "result.json")
     log = os.path.join(WORK, "logs", f"{framework}-{workload}-{rep}.log")
-    cmd = [sys.executable, os.path.abspath(__file__), "_worker", framework, kind, str(n), out]
+    cmd = [python_for(framework), os.path.abspath(__file__), "_worker", framework, kind, str(n),
+           out]
     env = python_env(framework, run_dir)
     env["TIDEFLOW_BENCH_WORK_US"] = str(WORK_US.get(workload, 0))
     t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, env, log)
@@ -436,10 +601,15 @@ def measure_python(framework, workload, rep, prefect_template):
         "processes": r["rss"]["processes"],
         "log": os.path.relpath(log, REPO),
     }
-    if framework == "prefect":
+    if framework in ("prefect", "prefect-dask"):
         result["log_dropping_message_lines"] = text.count("dropping message")
         result["log_error_lines"] = sum(1 for l in text.splitlines() if "| ERROR" in l)
         result["log_warning_lines"] = sum(1 for l in text.splitlines() if "| WARNING" in l)
+        result["log_temporary_servers"] = text.count("Starting temporary server")
+    if framework == "prefect1-dask":
+        result["log_error_lines"] = sum(1 for l in text.splitlines() if "ERROR - prefect" in l)
+        result["log_warning_lines"] = sum(1 for l in text.splitlines()
+                                          if "WARNING - prefect" in l or "Warning:" in l)
     shutil.rmtree(run_dir, ignore_errors=True)
     return result
 
@@ -538,13 +708,26 @@ def measure_tideflow(exe, workload, rep, mode):
     }
 
 
-def measure_tideflow_data(exe, workload, rep):
+def tideflow_dask_env(framework):
+    """The environment of a tideflow-on-Dask bench process.
+
+    `tideflow-dask` runs with the Dask executor's default (adaptive batching on);
+    `tideflow-dask-nobatch` sets TIDEFLOW_DASK_BATCH=off, which turns the batching off.
+    """
+    env = dict(os.environ)
+    env["TIDEFLOW_PYTHON"] = sys.executable  # this venv's Python has Dask's client
+    env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
+    env.pop("TIDEFLOW_DASK_BATCH", None)
+    if framework == "tideflow-dask-nobatch":
+        env["TIDEFLOW_DASK_BATCH"] = "off"
+    return env
+
+
+def measure_tideflow_data(exe, workload, rep, framework="tideflow-dask"):
     """The data bench (benches/data.rs): two runs in one process; the second is the run."""
     kind, n = WORKLOADS[workload]
-    log = os.path.join(WORK, "logs", f"tideflow-dask-{workload}-{rep}.log")
-    env = dict(os.environ)
-    env["TIDEFLOW_PYTHON"] = sys.executable
-    env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
+    log = os.path.join(WORK, "logs", f"{framework}-{workload}-{rep}.log")
+    env = tideflow_dask_env(framework)
     cmd = [exe, str(n), "--repeat", "2", "--json", "--bench"]
     t_spawn, t_exit, rc, maxrss = spawn_and_wait(cmd, env, log)
     if rc != 0:
@@ -572,22 +755,20 @@ def measure_tideflow_data(exe, workload, rep):
     }
 
 
-def measure_tideflow_dask(exe, workload, rep, mode):
+def measure_tideflow_dask(exe, workload, rep, mode, framework="tideflow-dask"):
     kind, n = WORKLOADS[workload]
-    log = os.path.join(WORK, "logs", f"tideflow-dask-{mode}-{workload}-{rep}.log")
-    env = dict(os.environ)
-    env["TIDEFLOW_PYTHON"] = sys.executable  # this venv's Python has Dask's client
-    env["DASK_TEMPORARY_DIRECTORY"] = os.path.join(WORK, "dask-tmp")
+    log = os.path.join(WORK, "logs", f"{framework}-{mode}-{workload}-{rep}.log")
+    env = tideflow_dask_env(framework)
     extra = ("--executor", "dask-local:2", "--repeat", "2")
     if workload in WORK_US:
         extra = extra + ("--work-us", str(WORK_US[workload]))
     proc_s, maxrss, recs = run_scale(exe, kind, n, mode, log, extra, env)
     if len(recs) != 2:
-        sys.exit(f"tideflow-dask {workload}: expected 2 runs in the bench output; log {log}")
+        sys.exit(f"{framework} {workload}: expected 2 runs in the bench output; log {log}")
     run_s = flow_seconds(recs[1])
     # Start-up: a fresh process over one element, whose single run starts the cluster
     # (and the bridge) and then runs a flow of microseconds.
-    log1 = os.path.join(WORK, "logs", f"tideflow-dask-{mode}-{workload}-{rep}-startup.log")
+    log1 = os.path.join(WORK, "logs", f"{framework}-{mode}-{workload}-{rep}-startup.log")
     _, _, recs1 = run_scale(exe, "map", 1, mode, log1, ("--executor", "dask-local:2"), env)
     startup_s = flow_seconds(recs1[0])
     return {
@@ -610,6 +791,8 @@ def measure_tideflow_dask(exe, workload, rep, mode):
 def fmt_s(v):
     if v is None:
         return "—"
+    if v < 0.001:
+        return f"{v * 1e6:.1f} µs"  # e.g. a run a task of tideflow in process
     if v < 0.01:
         return f"{v * 1000:.2f} ms"
     if v < 1:
@@ -630,38 +813,59 @@ def fmt_x(v):
         return f"{v:,.0f}×"
     if v >= 10:
         return f"{v:.0f}×"
+    if v < 0.1:
+        return f"{v:.2g}×"  # e.g. 0.023×: a framework far slower than the reference
     return f"{v:.1f}×"
 
 
-def median_cell(samples):
+def median_cell(samples, n):
     cell = {}
     for key in ("run_s", "startup_s", "wall_s", "peak_rss_mib", "exit_after_results_s"):
         vals = [s[key] for s in samples if s.get(key) is not None]
         cell[key] = statistics.median(vals) if vals else None
+    cell["run_per_task_s"] = cell["run_s"] / n if cell["run_s"] is not None else None
     return cell
 
 
-def render_table(cells, workloads, frameworks, tideflow_key):
+def render_table(cells, workloads, frameworks, tideflow_key, skipped=()):
+    """The markdown table; `skipped`: (workload, framework, why) cells not measured.
+
+    Two ratio columns: the run and wall time of each framework over tideflow's (the
+    `tideflow_key` row: how many times faster tideflow is), and raw Dask's run time over
+    each framework's (its throughput relative to raw Dask on the same cluster: below 1×
+    is slower than Dask, above is faster).
+    """
+    ref = LABELS.get(tideflow_key, tideflow_key) if tideflow_key else "tideflow"
     header = (
-        "| workload | framework | run | startup | wall incl. startup | peak RSS (MiB) "
-        "| tideflow speed-up (run) | tideflow speed-up (wall incl. startup) |"
+        f"| workload | framework | run | run a task | startup | wall incl. startup "
+        f"| peak RSS (MiB) "
+        f"| {ref} speed-up (run) | {ref} speed-up (wall incl. startup) "
+        f"| throughput vs Dask (run) |"
     )
-    rows = [header, "|---|---|--:|--:|--:|--:|--:|--:|"]
+    rows = [header, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    skip = {(w, fw): why for w, fw, why in skipped}
     for w in workloads:
         tf = cells.get((w, tideflow_key))
+        dask = cells.get((w, "dask"))
         for fw in frameworks:
             c = cells.get((w, fw))
             if c is None:
+                if (w, fw) in skip:
+                    rows.append(f"| {LABELS[w]} | {LABELS.get(fw, fw)} | skipped "
+                                f"({skip[(w, fw)]}) | — | — | — | — | — | — | — |")
                 continue
             if fw == tideflow_key or tf is None:
                 up_run = up_wall = None
             else:
                 up_run = c["run_s"] / tf["run_s"]
                 up_wall = c["wall_s"] / tf["wall_s"]
+            vs_dask = None if fw == "dask" or dask is None else dask["run_s"] / c["run_s"]
             rows.append(
                 f"| {LABELS[w]} | {LABELS.get(fw, fw)} | {fmt_s(c['run_s'])} "
+                f"| {fmt_s(c['run_s'] / WORKLOADS[w][1])} "
                 f"| {fmt_s(c['startup_s'])} | {fmt_s(c['wall_s'])} "
-                f"| {fmt_mib(c['peak_rss_mib'])} | {fmt_x(up_run)} | {fmt_x(up_wall)} |"
+                f"| {fmt_mib(c['peak_rss_mib'])} | {fmt_x(up_run)} | {fmt_x(up_wall)} "
+                f"| {fmt_x(vs_dask)} |"
             )
     return "\n".join(rows)
 
@@ -674,7 +878,23 @@ def versions():
         except OSError:
             return None
 
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
+
+    def maybe_version(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    prefect1 = None  # the versions in .venv-prefect1, if run.sh made it
+    if os.path.exists(PREFECT1_PYTHON):
+        code = ("import json, platform; from importlib.metadata import version; "
+                "print(json.dumps({'python': platform.python_version(), "
+                "**{n: version(n) for n in ('prefect', 'dask', 'distributed')}}))")
+        try:
+            prefect1 = json.loads(out([PREFECT1_PYTHON, "-c", code]) or "null")
+        except ValueError:
+            pass
 
     cpu = None
     with open("/proc/cpuinfo") as f:
@@ -695,6 +915,8 @@ def versions():
         "fastapi": version("fastapi"),
         "dask": version("dask"),
         "distributed": version("distributed"),
+        "prefect_dask": maybe_version("prefect-dask"),
+        "prefect1_venv": prefect1,
         "tideflow_commit": out(["git", "rev-parse", "--short", "HEAD"]),
         "tideflow_worktree_dirty": bool(out(["git", "status", "--porcelain", "--untracked-files=no"])),
     }
@@ -730,42 +952,63 @@ def main():
         print(f"warning: load average {load_at_start[0]} at start: other work on this "
               f"machine will skew the timings", flush=True)
 
+    tideflow_fws = ("tideflow", "tideflow-dask", "tideflow-dask-nobatch")
     exe = None
-    if "tideflow" in frameworks or "tideflow-dask" in frameworks:
+    if any(f in frameworks for f in tideflow_fws):
         print("building the tideflow scale bench (cargo bench --bench scale --no-run) ...",
               flush=True)
         exe = build_tideflow()
         if exe is None:
             print("benches/scale.rs does not exist yet: skipping tideflow", flush=True)
             notes.append("tideflow skipped: benches/scale.rs missing")
-            frameworks = [f for f in frameworks if f not in ("tideflow", "tideflow-dask")]
+            frameworks = [f for f in frameworks if f not in tideflow_fws]
 
     data_exe = None
-    if "data50" in workloads and "tideflow-dask" in frameworks:
+    if "data50" in workloads and any(f in frameworks for f in tideflow_fws[1:]):
         print("building the tideflow data bench (cargo bench --bench data --no-run) ...", flush=True)
         data_exe = build_tideflow("data")
 
+    if "prefect1-dask" in frameworks and not os.path.exists(PREFECT1_PYTHON):
+        sys.exit(f"{os.path.relpath(PREFECT1_VENV, REPO)} is missing: run this through "
+                 f"benches/compare/run.sh, which creates it (Prefect 1 and Dask)")
+
+    # Cells not measured: each framework's own workloads only, and the two Prefects on
+    # their maps of at most PREFECT_MAX_N / PREFECT1_MAX_N children (they would take many
+    # minutes beyond).
+    skipped = []
+    for w in workloads:
+        kind, n = WORKLOADS[w]
+        for fw in frameworks:
+            if fw in ("prefect", "prefect-dask") and n > PREFECT_MAX_N:
+                skipped.append((w, fw, f"n > {PREFECT_MAX_N:,}: ~67 ms a task"))
+            elif fw == "prefect1-dask" and n > PREFECT1_MAX_N:
+                skipped.append((w, fw, f"n > {PREFECT1_MAX_N:,}: ~7.5 ms a task"))
+    skip = {(w, fw) for w, fw, _ in skipped}
+
     prefect_template = None
-    if "prefect" in frameworks:
+    if any(fw in ("prefect", "prefect-dask") and (w, fw) not in skip
+           and WORKLOADS[w][0] != "data" for w in workloads for fw in frameworks):
         print("creating and migrating a Prefect database (not measured) ...", flush=True)
         prefect_template, first_start = prepare_prefect_home()
         notes.append(f"Prefect's first server start (creates and migrates its database), "
                      f"not in the table: {first_start:.1f} s")
 
+    width = max(len(LABELS[f]) for f in frameworks) if frameworks else 10
+
     samples = {}
     for rep in range(args.repeat):
         for w in workloads:
             for fw in frameworks:
-                if WORKLOADS[w][0] == "data" and fw not in ("dask", "tideflow-dask"):
+                if WORKLOADS[w][0] == "data" and fw not in ("dask", *tideflow_fws[1:]):
                     continue  # the data workload compares Dask with tideflow on Dask
-                if fw == "prefect" and WORKLOADS[w][1] > PREFECT_MAX_N:
+                if (w, fw) in skip:
                     continue
-                if fw == "tideflow-dask" and WORKLOADS[w][0] == "data":
-                    s = measure_tideflow_data(data_exe, w, rep)
+                if fw.startswith("tideflow-dask") and WORKLOADS[w][0] == "data":
+                    s = measure_tideflow_data(data_exe, w, rep, fw)
                 elif fw == "tideflow":
                     s = measure_tideflow(exe, w, rep, args.tideflow_mode)
-                elif fw == "tideflow-dask":
-                    s = measure_tideflow_dask(exe, w, rep, args.tideflow_mode)
+                elif fw.startswith("tideflow-dask"):
+                    s = measure_tideflow_dask(exe, w, rep, args.tideflow_mode, fw)
                 else:
                     s = measure_python(fw, w, rep, prefect_template)
                 kind, n = WORKLOADS[w]
@@ -774,27 +1017,43 @@ def main():
                     sys.exit(f"{fw} {w}: result {s['value']!r}, expected {want}")
                 samples.setdefault((w, fw), []).append(s)
                 busy = s["other_cpu_s"] / max(s["process_spawn_to_exit_s"], 1e-9)
-                print(f"  [{rep + 1}/{args.repeat}] {LABELS[w]:<13} {LABELS[fw]:<10} "
-                      f"run {fmt_s(s['run_s']):>9}  wall {fmt_s(s['wall_s']):>9}  "
+                print(f"  [{rep + 1}/{args.repeat}] {LABELS[w]:<19} {LABELS[fw]:<{width}} "
+                      f"run {fmt_s(s['run_s']):>9} ({fmt_s(s['run_s'] / n)} a task)  "
+                      f"wall {fmt_s(s['wall_s']):>9}  "
                       f"peak RSS {fmt_mib(s['peak_rss_mib']):>5} MiB  value {s['value']} ok"
                       + (f"  (other processes used {busy:.0%} of a CPU meanwhile)"
                          if busy > 0.1 else ""),
                       flush=True)
 
-    cells = {k: median_cell(v) for k, v in samples.items()}
-    key = "tideflow" if "tideflow" in frameworks else "tideflow-dask"
-    table = render_table(cells, workloads, frameworks, key)
+    cells = {(w, fw): median_cell(v, WORKLOADS[w][1]) for (w, fw), v in samples.items()}
+    key = next((f for f in tideflow_fws if f in frameworks), None)
+    table = render_table(cells, workloads, frameworks, key, skipped)
 
+    for w, fw, why in skipped:
+        notes.append(f"{LABELS[fw]} {LABELS[w]}: not measured ({why}; "
+                     f"{'PREFECT1_MAX_N' if fw == 'prefect1-dask' else 'PREFECT_MAX_N'} "
+                     f"in compare.py)")
     for (w, fw), ss in samples.items():
-        if fw == "prefect":
+        if fw in ("prefect", "prefect-dask"):
             dropped = sum(s["log_dropping_message_lines"] for s in ss)
             errors = sum(s["log_error_lines"] for s in ss)
             exit_s = statistics.median(s["exit_after_results_s"] for s in ss)
+            servers = max(s["log_temporary_servers"] for s in ss)
             notes.append(
-                f"Prefect {LABELS[w]}: process exit {exit_s:.1f} s after the results "
-                f"(draining run-history events, stopping the server); log lines "
-                f"'dropping message': {dropped}, ERROR: {errors} over {len(ss)} runs"
+                f"{LABELS[fw]} {LABELS[w]}: process exit {exit_s:.1f} s after the results "
+                f"(draining run-history events, stopping the server"
+                + (", the cluster" if fw == "prefect-dask" else "")
+                + f"); log lines 'dropping message': {dropped}, ERROR: {errors} over "
+                f"{len(ss)} runs"
+                + (f"; {servers} temporary Prefect servers started (expected 1)"
+                   if servers != 1 else "")
             )
+        elif fw == "prefect1-dask":
+            errors = sum(s["log_error_lines"] for s in ss)
+            exit_s = statistics.median(s["exit_after_results_s"] for s in ss)
+            notes.append(f"{LABELS[fw]} {LABELS[w]}: process exit {exit_s:.1f} s after the "
+                         f"results (stopping the cluster); log lines ERROR: {errors} over "
+                         f"{len(ss)} runs")
 
     for (w, fw), ss in samples.items():
         if ss[0].get("bytes_received") is not None:
@@ -813,8 +1072,11 @@ def main():
                  f"{spent:.0f} s of measured processes ({other / max(spent, 1e-9):.0%} of a CPU)")
     print()
     print(f"{info['cpu']}, {info['nproc']} CPUs, {info['mem_gib']} GiB; {info['rustc']}; "
-          f"Python {info['python']}, prefect {info['prefect']}, dask {info['dask']}; "
-          f"median of {args.repeat} fresh processes per cell")
+          f"Python {info['python']}, prefect {info['prefect']}, "
+          f"prefect-dask {info['prefect_dask']}, dask {info['dask']}"
+          + (f"; Prefect 1 venv: prefect {info['prefect1_venv']['prefect']}, "
+             f"dask {info['prefect1_venv']['dask']}" if info["prefect1_venv"] else "")
+          + f"; median of {args.repeat} fresh processes per cell")
     print()
     print(table)
     print()
@@ -830,6 +1092,8 @@ def main():
                 "table_markdown": table,
                 "medians": {f"{w}/{fw}": c for (w, fw), c in cells.items()},
                 "samples": {f"{w}/{fw}": s for (w, fw), s in samples.items()},
+                "skipped": [{"workload": w, "framework": fw, "why": why}
+                            for w, fw, why in skipped],
                 "notes": notes,
             },
             f,

@@ -23,6 +23,7 @@ Shipped inside the `flow-dask` crate; not meant to be run by hand.
 import argparse
 import asyncio
 import json
+import operator
 import os
 import queue
 import struct
@@ -41,6 +42,8 @@ ROUTED = 6
 HELD = 7
 RECOMPUTED = 8
 RELEASE = 9
+BATCH = 10
+BATCH_DONE = 11
 
 # The exit status of a tideflow worker process that stopped because a sync attempt ran
 # past its timeout (its thread cannot be stopped otherwise): `worker::STOPPED_AFTER_TIMEOUT`.
@@ -53,6 +56,10 @@ INLINE = 16 * 1024
 # How long a call to the tideflow process may take and still count as short; a task whose
 # last two calls were short runs on the Dask worker's event loop (`attempt_quick`).
 SHORT = 0.001
+
+# A batch running longer than this reports the outcomes it has so far (and records them
+# with the scheduler, so that a run of the batch again after its worker died skips them).
+FLUSH = 0.05
 
 
 # Where the coordinator reads: standard output, until main() keeps it for frames alone.
@@ -187,6 +194,22 @@ def short_candidate(frame):
     return header[1] if header[3] is None else None
 
 
+def batch_done(batch, timed, seconds, last):
+    """A batch-done frame: the coordinator's count of a batch's time and end."""
+    return framed(BATCH_DONE, msgpack.packb([batch, timed, seconds, last]))
+
+
+def split_frames(frames):
+    """The attempt frames a batch carries, one after the other, as a list."""
+    out = []
+    at = 0
+    while at < len(frames):
+        (length,) = struct.unpack_from("<I", frames, at)
+        out.append(frames[at : at + 4 + length])
+        at += 4 + length
+    return out
+
+
 def could_not_run(worker, ticket, error):
     """The reply, as `TideflowWorker.call` gives it, for an attempt the worker could not
     run."""
@@ -274,6 +297,101 @@ class TideflowWorker(WorkerPlugin):
         except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
             prefix, head, body = could_not_run(worker, ticket, e)
         return report(worker, topic, key, prefix, head, body)
+
+    async def batch(self, frames, children, keys, values, topic, key):
+        """Runs a batch of attempts of one task (see `tideflow_batch`): on the worker's
+        threads, or for a lone short attempt on its event loop (as `attempt_quick`)."""
+        worker = get_worker()
+        skip = ()
+        if len(children) > 1:
+            # A batch run again after its worker died skips the attempts whose outcomes
+            # that worker recorded before it went.
+            try:
+                skip = await worker.scheduler.get_metadata(keys=[topic, "done", key], default=None) or ()
+            except Exception:  # noqa: BLE001 - nothing recorded: every attempt runs
+                skip = ()
+        elif not children[0][2]:
+            task = short_candidate(frames)
+            if task is not None and self.short.get(task, 0) >= 2 and self.lock.acquire(blocking=False):
+                try:
+                    return self.run_batch(worker, frames, children, keys, values, topic, key, (), None, True)
+                finally:
+                    self.lock.release()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            worker.executors["default"],
+            self.run_batch,
+            worker,
+            frames,
+            children,
+            keys,
+            values,
+            topic,
+            key,
+            set(skip),
+            loop,
+            False,
+        )
+
+    def run_batch(self, worker, frames, children, keys, values, topic, key, skip, loop, locked):
+        """Runs the attempts of a batch one after the other, each as `attempt` runs one,
+        and sends their outcomes as they come (at least every `FLUSH` seconds). Returns
+        the values too large to travel with their outcomes, by position in the batch."""
+        data = dict(zip(keys, values)) if keys else None
+        frames = split_frames(frames)
+        kept = {}
+        done = list(skip)
+        pending = [[], [], [], 0, 0.0]  # tickets, replies, held, timed, seconds
+        last_flush = time.monotonic()
+        lone = len(children) == 1
+        for index, ((ticket, fetch, refs), frame) in enumerate(zip(children, frames)):
+            if ticket in skip:
+                continue
+            elapsed = None
+            try:
+                if refs:
+                    frame = self.resolve(frame, refs, data)
+                task = short_candidate(frame) if lone and not refs else None
+                if not locked:
+                    self.lock.acquire()
+                try:
+                    if self.proc is None or self.proc.poll() is not None:
+                        self.start()
+                    started = time.perf_counter()
+                    prefix, head, body = self.call_locked(frame, task)
+                    elapsed = time.perf_counter() - started
+                finally:
+                    if not locked:
+                        self.lock.release()
+            except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
+                prefix, head, body = could_not_run(worker, ticket, e)
+            if elapsed is not None and body[:1] == bytes([ENDED]):
+                pending[3] += 1
+                pending[4] += elapsed
+            if len(body) > 5 and body[0] == ENDED and not fetch:
+                (header_len,) = struct.unpack_from("<I", body, 1)
+                if len(body) > 5 + header_len + 4 + INLINE:
+                    value = body[9 + header_len :]
+                    kept[index] = value
+                    pending[2].append([ticket, index, prefix, body[5 : 5 + header_len], len(value), array_len(value)])
+                    continue
+            pending[0].append(ticket)
+            pending[1].append(prefix + head + body)
+            if index + 1 < len(children) and time.monotonic() - last_flush > FLUSH and loop is not None:
+                # What the scheduler knows first: a worker that dies after this leaves
+                # a record of these outcomes (the bridge answers any it did not get).
+                done.extend(pending[0])
+                try:
+                    asyncio.run_coroutine_threadsafe(
+                        worker.scheduler.set_metadata(keys=[topic, "done", key], value=done), loop
+                    ).result(timeout=10)
+                except Exception:  # noqa: BLE001 - without the record a run again repeats them
+                    pass
+                worker.log_event(topic, ["batch", key] + pending + [False])
+                pending = [[], [], [], 0, 0.0]
+                last_flush = time.monotonic()
+        worker.log_event(topic, ["batch", key] + pending + [True])
+        return kept or None
 
     def acquire(self, limits):
         """A lease of the semaphore of each limited tag (in one order, so that attempts
@@ -460,6 +578,18 @@ def tideflow_attempt(frame, refs, keys, values, topic, ticket, key, limits):
     return get_worker().plugins[topic].attempt(frame, refs, keys, values, topic, ticket, key, limits)
 
 
+async def tideflow_batch(frames, children, keys, values, topic, key):
+    """A Dask task: runs a batch of attempts of one task on this worker's tideflow
+    process, one after the other, each with its own outcome (events on `topic`:
+    `["batch", key, tickets, replies, held, timed, seconds, last]`). `children` are the
+    attempts' `[ticket, fetch, refs]`, `frames` their attempt frames one after the other,
+    `values` the held results they read (named by `keys`). The task's result: the values
+    too large to travel with their outcomes, by position in the batch (each reached with
+    a `getitem` task of its own), or None.
+    """
+    return await get_worker().plugins[topic].batch(frames, children, keys, values, topic, key)
+
+
 async def tideflow_attempt_quick(frame, topic, ticket, key):
     """A Dask task: `tideflow_attempt` for an attempt that reads no held data and takes no
     tag's lease. A coroutine, so Dask runs it on the worker's event loop: the attempt of a
@@ -467,6 +597,25 @@ async def tideflow_attempt_quick(frame, topic, ticket, key):
     over to a thread and back, which on a busy worker costs more than such a run.
     """
     return await get_worker().plugins[topic].attempt_quick(frame, topic, ticket, key)
+
+
+class Batch:
+    """A batch the bridge submitted, until every attempt of it is answered."""
+
+    __slots__ = ("id", "key", "children", "frames", "refs", "future", "answered", "runs", "finished_at")
+
+    def __init__(self, id, key, children, frames, refs):
+        self.id = id
+        self.key = key
+        # The attempts, and their frames and routing (to send again what a run of the
+        # batch did not answer).
+        self.children = children
+        self.frames = frames
+        self.refs = refs
+        self.future = None
+        self.answered = 0
+        self.runs = 0
+        self.finished_at = None
 
 
 class Attempt:
@@ -550,6 +699,9 @@ def main():
     # 100,000): Dask computes one again when a worker that had it is lost while a task
     # submitted earlier still waits for it.
     released = {}
+    # Batches by the Dask key of their current run, until every attempt of them is
+    # answered.
+    batches = {}
     # How many attempts are not answered yet, and whether the coordinator is done.
     settled = threading.Condition()
     outstanding = [0]
@@ -624,6 +776,109 @@ def main():
             attempt.held = True
             answer(attempt, frames + held(attempt.ticket, key, size, length))
 
+    def settle(n):
+        with settled:
+            outstanding[0] -= n
+            settled.notify_all()
+
+    def batch_outcome(bkey, tickets, replies, kept, timed, seconds, last):
+        # Outcomes of attempts of a batch: each answered once. An outcome that comes
+        # again is of a run of the batch again (its worker died, or a value it kept was
+        # lost): ignored, or for a held value, a recomputation.
+        batch = batches.get(bkey)
+        out = []
+        answered = 0
+        for ticket, data in zip(tickets, replies):
+            attempt = live.get("%s-%d" % (topic, ticket))
+            if batch is None or attempt is None or attempt.answered:
+                continue
+            live.pop(attempt.key, None)
+            attempt.answered = True
+            out.append(data)
+            answered += 1
+        for ticket, index, logs, header, size, length in kept:
+            key = "%s-%d" % (topic, ticket)
+            attempt = live.get(key)
+            if attempt is None or attempt.answered or batch is None:
+                if attempt is None and key in released:
+                    out.append(framed(RECOMPUTED, msgpack.packb(released[key])))
+                elif attempt is not None and attempt.held:
+                    out.append(framed(RECOMPUTED, msgpack.packb(attempt.ticket)))
+                continue
+            attempt.answered = True
+            answered += 1
+            try:
+                # The value stays where the batch ran, under the attempt's own key.
+                attempt.future = client.submit(operator.getitem, batch.future, index, key=key, pure=False)
+            except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
+                live.pop(key, None)
+                out.append(logs + refused(ticket, "the result could not be kept on the Dask cluster: %s" % e))
+                continue
+            attempt.held = True
+            out.append(logs + held(ticket, key, size, length))
+        if batch is None:
+            # A batch over (or sent again): only recomputations to tell.
+            if out:
+                reply(b"".join(out))
+            return
+        batch.answered += answered
+        over = batch.answered >= len(batch.children)
+        if over:
+            batches.pop(bkey, None)
+            batch.future = None
+        reply(batch_done(batch.id, timed, seconds, over) + b"".join(out))
+        settle(answered)
+        if last and not over:
+            # The run recorded outcomes this bridge never got (its worker died between
+            # the two): those attempts go again.
+            batches.pop(bkey, None)
+            dispatch(batch, [i for i, c in enumerate(batch.children) if not c.answered])
+
+    def refuse_batch(batch, message):
+        # Every attempt of the batch not answered yet is refused.
+        if batches.get(batch.key) is not batch:
+            return
+        batches.pop(batch.key, None)
+        out = [batch_done(batch.id, 0, 0.0, True)]
+        n = 0
+        for child in batch.children:
+            if child.answered:
+                continue
+            live.pop(child.key, None)
+            child.answered = True
+            out.append(refused(child.ticket, message))
+            n += 1
+        batch.future = None
+        reply(b"".join(out))
+        settle(n)
+
+    def dispatch(batch, indices):
+        # Sends the attempts of a batch at `indices` (all of them, or what a run of it
+        # left) as one Dask task.
+        frames = batch.frames
+        routing = batch.refs
+        if len(indices) < len(batch.children):
+            split = split_frames(frames)
+            frames = b"".join(split[i] for i in indices)
+            routing = [routing[i] for i in indices]
+            batch.children = [batch.children[i] for i in indices]
+            batch.frames = frames
+            batch.refs = routing
+            batch.answered = 0
+        batch.runs += 1
+        batch.key = "%s-b%d" % (topic, batch.id) if batch.runs == 1 else "%s-b%d-%d" % (topic, batch.id, batch.runs)
+        batch.future = None
+        batch.finished_at = None
+        batches[batch.key] = batch
+        keys = []
+        collect_keys([piece for child in routing for _, piece in child[2]], keys)
+        missing = [k for k in keys if k not in live]
+        if missing:
+            inbox.put(("refuse-batch", batch, "its input data %s is no longer on the Dask cluster" % missing))
+            return
+        values = [live[k].future for k in keys]
+        submissions.put((batch, (frames, routing, keys, values, topic, batch.key)))
+
     def check_failed():
         # Dask tasks that ended without running their attempt (a worker lost too often,
         # a dependency lost for good, the scheduler gone) have no event: answer them.
@@ -657,13 +912,40 @@ def main():
                         attempt,
                         refused(attempt.ticket, "the Dask task finished but its outcome never arrived"),
                     )
+        for batch in list(batches.values()):
+            future = batch.future
+            if future is None:
+                continue
+            status = future.status
+            if status == "cancelled":
+                message = scheduler_gone() if client.status != "running" else "the batch was cancelled on the Dask cluster"
+            elif status == "error":
+                try:
+                    error = future.exception(timeout=1)
+                except Exception as e:  # noqa: BLE001
+                    error = e
+                message = "the Dask task of its batch failed: %s: %s" % (type(error).__name__, error)
+            elif status == "finished":
+                batch.finished_at = batch.finished_at or now
+                if now - batch.finished_at <= 30:
+                    continue
+                message = "the Dask task of its batch finished but its outcome never arrived"
+            else:
+                continue
+            # After the outcomes already on their way.
+            inbox.put(("refuse-batch", batch, message))
 
     def process(item):
         # A function of its own, so that nothing it read stays referenced: a future
         # referenced here would keep its data on the cluster.
         kind = item[0]
         if kind == "event":
-            outcome(*item[1])
+            if item[1][0] == "batch":
+                batch_outcome(*item[1][1:])
+            else:
+                outcome(*item[1])
+        elif kind == "refuse-batch":
+            refuse_batch(item[1], item[2])
         elif kind == "fetched":
             live.pop(item[1].key, None)
             answer(item[1], item[2])
@@ -674,6 +956,8 @@ def main():
                     released[key] = attempt.ticket
                     if len(released) > 100000:
                         released.pop(next(iter(released)))
+        elif kind == "dispatch":
+            dispatch(item[1], range(len(item[1].children)))
         elif kind == "refuse":
             live.pop(item[1].key, None)
             answer(item[1], refused(item[1].ticket, item[2]))
@@ -696,6 +980,10 @@ def main():
         # One message to the scheduler for the whole batch (two, when some of its
         # attempts read held data or take a tag's lease). A function of its own, as
         # `process`: no future may stay referenced here.
+        many = [(b, args) for b, args in batch if isinstance(b, Batch)]
+        if many:
+            map_batch(tideflow_batch, many)
+            batch = [(a, args) for a, args in batch if not isinstance(a, Batch)]
         quick = [(a, (args[0], args[4], args[5], args[6])) for a, args in batch if not args[1] and not args[7]]
         if len(quick) < len(batch):
             map_batch(tideflow_attempt, [(a, args) for a, args in batch if args[1] or args[7]])
@@ -716,7 +1004,7 @@ def main():
         except Exception as e:  # noqa: BLE001 - every failure is reported to the coordinator
             for attempt, _ in batch:
                 message = "the attempt could not be sent to Dask: %s: %s" % (type(e).__name__, e)
-                inbox.put(("refuse", attempt, message))
+                inbox.put(("refuse-batch" if isinstance(attempt, Batch) else "refuse", attempt, message))
             return
         for (attempt, _), future in zip(batch, futures):
             attempt.future = future
@@ -757,6 +1045,18 @@ def main():
         if kind == RELEASE:
             inbox.put(("release", msgpack.unpackb(frame[5:], raw=False)))
             return
+        if kind == BATCH:
+            (routing_len,) = struct.unpack_from("<I", frame, 5)
+            number, routing = msgpack.unpackb(frame[9 : 9 + routing_len], raw=False)
+            children = []
+            for ticket, fetch_back, _ in routing:
+                attempt = Attempt(ticket, "%s-%d" % (topic, ticket), fetch_back)
+                live[attempt.key] = attempt
+                children.append(attempt)
+            with settled:
+                outstanding[0] += len(children)
+            inbox.put(("dispatch", Batch(number, None, children, frame[9 + routing_len :], routing)))
+            return
         if kind != ROUTED:
             reply(refused(None, "the bridge was sent a frame of kind %d: the coordinator and the bridge differ" % kind))
             return
@@ -793,6 +1093,11 @@ def main():
     handler.join()
     stopping.set()
     fetcher.shutdown(wait=False)
+    try:
+        # What the batches recorded with the scheduler goes with the bridge.
+        client.set_metadata([topic], None)
+    except Exception:  # noqa: BLE001 - a cluster going away must not fail the close
+        pass
     try:
         # The workers stop this bridge's worker processes (a shared cluster outlives it).
         client.unregister_worker_plugin(topic)

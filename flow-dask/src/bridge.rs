@@ -277,6 +277,7 @@ pub(crate) struct Parts {
     pub(crate) input: BufWriter<ChildStdin>,
     pub(crate) output: BufReader<ChildStdout>,
     pub(crate) scheduler: String,
+    pub(crate) workers: usize,
     pub(crate) dir: tempfile::TempDir,
 }
 
@@ -287,6 +288,7 @@ impl DaskBridge {
             input: self.input,
             output: self.output,
             scheduler: self.scheduler,
+            workers: self.workers,
             dir: self._dir,
         }
     }

@@ -1,6 +1,6 @@
 //! `DaskExecutor`: a Dask cluster as a tideflow executor, one bridge shared by the runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufReader, BufWriter, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout};
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use flow_runtime::value::{RemoteKey, RemoteRef};
 use flow_runtime::wire::WireAttempt;
-use flow_runtime::worker::frame::{self, Frame, FrameError, Refused};
+use flow_runtime::worker::frame::{self, Batch, BatchDone, Frame, FrameError, Refused};
 use flow_runtime::{ClusterConnection, ClusterExecutor, ClusterReply, Executor};
 use tokio::sync::mpsc;
 
@@ -18,6 +18,18 @@ use crate::bridge::{python, Cluster, DaskBridge, DaskError, WorkerProgram};
 
 /// How long a cluster with no run stays up by default.
 const IDLE: Duration = Duration::from_secs(20 * 60);
+
+/// How long a batch of short task runs should take on its worker, by default.
+const BATCH_TARGET: Duration = Duration::from_millis(50);
+
+/// The most task runs in one batch, by default.
+const BATCH_MAX: usize = 100_000;
+
+/// Batches of one task in flight at once, per worker: one running, the next ones waiting
+/// on the worker, so that it never waits for the coordinator. Runs measured too long to
+/// share a Dask task all go at once, as Dask balances them over every worker (also those
+/// that join later).
+const BATCHES_PER_WORKER: usize = 3;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -40,6 +52,8 @@ pub struct DaskExecutor {
     hub: Arc<Mutex<Option<Arc<Hub>>>>,
     /// Bytes read from the bridges of this executor, all told.
     received: Arc<AtomicU64>,
+    /// Batches of more than one task run sent, and the task runs in them.
+    batched: Arc<[AtomicU64; 2]>,
 }
 
 struct Config {
@@ -49,6 +63,59 @@ struct Config {
     max_concurrency: usize,
     idle: Duration,
     tag_limits: Vec<(String, usize)>,
+    batching: Batching,
+}
+
+/// How the task runs of a mapped task are gathered into Dask tasks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Batching {
+    /// At most this many task runs per Dask task (1: batching off).
+    max: usize,
+    /// How long a batch should take on its worker.
+    target: Duration,
+}
+
+impl Batching {
+    /// The default, or what `TIDEFLOW_DASK_BATCH` says (`off`, or the most task runs
+    /// in a batch); a value it cannot read is reported once and ignored.
+    fn from_env() -> Self {
+        let mut batching = Batching {
+            max: BATCH_MAX,
+            target: BATCH_TARGET,
+        };
+        match std::env::var("TIDEFLOW_DASK_BATCH") {
+            Ok(v) if v.trim().eq_ignore_ascii_case("off") => batching.max = 1,
+            Ok(v) if v.trim().is_empty() => {}
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => batching.max = n,
+                _ => tracing::warn!(
+                    target: "tideflow",
+                    "TIDEFLOW_DASK_BATCH=`{v}` is neither `off` nor a number of task runs: batching \
+                     stays adaptive (up to {BATCH_MAX} task runs a batch)"
+                ),
+            },
+            Err(_) => {}
+        }
+        batching
+    }
+
+    /// How many of `queued` runs of a task to send as the next batch: enough to take
+    /// about `target` at the measured `per_run` (seconds), at most an equal share of
+    /// what is left for twice the workers, at least one. A task never measured goes one
+    /// run at a time until its first batch is back.
+    fn size(&self, per_run: Option<f64>, queued: usize, workers: usize) -> usize {
+        let Some(per_run) = per_run else {
+            return 1;
+        };
+        let by_time = self.target.as_secs_f64() / per_run.max(1e-7);
+        let by_time = if by_time >= self.max as f64 {
+            self.max
+        } else {
+            by_time as usize
+        };
+        let share = queued.div_ceil(2 * workers.max(1));
+        by_time.min(share).min(self.max).max(1)
+    }
 }
 
 impl std::fmt::Debug for DaskExecutor {
@@ -67,9 +134,11 @@ impl DaskExecutor {
                 max_concurrency: 100_000,
                 idle: IDLE,
                 tag_limits: Vec::new(),
+                batching: Batching::from_env(),
             }),
             hub: Arc::default(),
             received: Arc::default(),
+            batched: Arc::default(),
         }
     }
 
@@ -81,6 +150,7 @@ impl DaskExecutor {
             max_concurrency: self.config.max_concurrency,
             idle: self.config.idle,
             tag_limits: self.config.tag_limits.clone(),
+            batching: self.config.batching,
         };
         change(&mut config);
         self.config = Arc::new(config);
@@ -157,6 +227,27 @@ impl DaskExecutor {
         })
     }
 
+    /// At most `max` runs of one task go to Dask as one Dask task; `1` turns batching off
+    /// (every task run is a Dask task of its own).
+    ///
+    /// By default the runs of a task that reads no tag's limit are batched adaptively:
+    /// a task's first runs go one at a time, and once the workers have timed some, its
+    /// runs go in batches that take about 50 ms on a worker ([`DaskExecutor::batch_target`]),
+    /// never more than an equal share of what is left for twice the workers, and at most
+    /// 100,000. Each run in a batch keeps its own states, attempts, retries, timeout,
+    /// result and logs; a failed run is retried alone. The environment variable
+    /// `TIDEFLOW_DASK_BATCH` sets the default: `off`, or a number of runs.
+    pub fn batch_size(self, max: usize) -> Self {
+        self.configure(|c| c.batching.max = max.max(1))
+    }
+
+    /// How long a batch of short task runs should take on its worker (50 ms by default):
+    /// long enough that Dask's cost per task (about a millisecond) is small beside it,
+    /// short enough that a map spreads over every worker.
+    pub fn batch_target(self, target: Duration) -> Self {
+        self.configure(|c| c.batching.target = target.max(Duration::from_micros(100)))
+    }
+
     /// How long the bridge (and a local cluster) stays up with no run using it.
     pub fn idle_timeout(self, idle: Duration) -> Self {
         self.configure(|c| c.idle = idle)
@@ -175,6 +266,15 @@ impl DaskExecutor {
     /// here. Results that stay on the cluster are not among them.
     pub fn bytes_received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// How many Dask tasks carried more than one task run (batches), and how many task
+    /// runs they carried, all runs of this executor (and its clones) together.
+    pub fn batched(&self) -> (u64, u64) {
+        (
+            self.batched[0].load(Ordering::Relaxed),
+            self.batched[1].load(Ordering::Relaxed),
+        )
     }
 
     /// Stops the bridge (and a local cluster) now, once the attempts under way are done.
@@ -227,8 +327,13 @@ impl flow_runtime::Cluster for DaskExecutor {
             tx,
             replies: rx,
             mine: Vec::new(),
+            mine_bound: 4096,
             max_concurrency: self.config.max_concurrency,
             tag_limits: self.config.tag_limits.clone(),
+            batching: self.config.batching,
+            queued: HashMap::new(),
+            flying: Arc::default(),
+            batched: Arc::clone(&self.batched),
         }))
     }
 }
@@ -249,6 +354,12 @@ impl From<DaskExecutor> for Executor {
 /// Where each attempt's reply goes: its run, and its ticket there.
 type Routes = Mutex<HashMap<u32, (mpsc::UnboundedSender<ClusterReply>, u32)>>;
 
+/// A run's batches on the cluster, by task key.
+type Flying = Mutex<HashMap<Arc<str>, usize>>;
+
+/// Batches on the cluster, by number: the count of the run they are in, and their task.
+type Batches = Mutex<HashMap<u32, (Weak<Flying>, Arc<str>)>>;
+
 /// One bridge shared by the runs of a `DaskExecutor`: each attempt crosses under a
 /// ticket of the hub's own, and its reply is routed back to its run.
 struct Hub {
@@ -265,6 +376,16 @@ struct Hub {
     scheduler: String,
     /// Keys of held results nothing refers to any more, to release on the cluster.
     releases: Mutex<Vec<String>>,
+    /// Dask workers when the bridge started.
+    workers: usize,
+    /// Batches on the cluster: the run's count they are in, and their task.
+    batches: Batches,
+    next_batch: AtomicU32,
+    /// Seconds a run of each task took on a worker, smoothed, by task key.
+    per_run: Mutex<HashMap<Arc<str>, f64>>,
+    /// Held results that attempts kept back for a batch read, with how many read each:
+    /// not released before those attempts are sent.
+    pinned: Mutex<HashMap<String, usize>>,
 }
 
 impl Hub {
@@ -282,6 +403,11 @@ impl Hub {
             lost: Arc::clone(&lost),
             scheduler: parts.scheduler.clone(),
             releases: Mutex::default(),
+            workers: parts.workers.max(1),
+            batches: Mutex::default(),
+            next_batch: AtomicU32::new(1),
+            per_run: Mutex::default(),
+            pinned: Mutex::default(),
         });
         let (output, dir, scheduler) = (parts.output, parts.dir, parts.scheduler);
         let mut output = Counted(output, received);
@@ -312,13 +438,83 @@ impl Hub {
         lock(&self.releases).push(key.to_owned());
     }
 
-    /// Writes the pending releases, if any.
+    /// Writes the pending releases, if any (those of results an attempt kept back
+    /// still reads wait for it to be sent).
     fn flush_releases(&self, input: &mut BufWriter<ChildStdin>) -> std::io::Result<()> {
-        let keys = std::mem::take(&mut *lock(&self.releases));
+        let mut keys = std::mem::take(&mut *lock(&self.releases));
+        if keys.is_empty() {
+            return Ok(());
+        }
+        {
+            let pinned = lock(&self.pinned);
+            if !pinned.is_empty() {
+                let (held, free): (Vec<String>, Vec<String>) =
+                    keys.into_iter().partition(|k| pinned.contains_key(k));
+                lock(&self.releases).extend(held);
+                keys = free;
+            }
+        }
         if keys.is_empty() {
             return Ok(());
         }
         frame::write(input, &Frame::Release(keys))
+    }
+
+    /// Counts the held results `attempt` reads as read by an attempt kept back (`by` 1)
+    /// or no longer (`by` -1).
+    fn pin(&self, attempt: &WireAttempt, by: isize) {
+        let mut keys = Vec::new();
+        attempt.inputs.iter().for_each(|i| i.keys(&mut keys));
+        if keys.is_empty() {
+            return;
+        }
+        let mut pinned = lock(&self.pinned);
+        for key in keys {
+            if by > 0 {
+                match pinned.get_mut(key) {
+                    Some(n) => *n += 1,
+                    None => {
+                        pinned.insert(key.to_owned(), 1);
+                    }
+                }
+            } else if let Some(n) = pinned.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    pinned.remove(key);
+                }
+            }
+        }
+    }
+
+    /// What the bridge says of a batch: its time counts towards its task's, and once it
+    /// is over its run may send another.
+    fn batch_done(&self, done: &BatchDone) {
+        let mut batches = lock(&self.batches);
+        let entry = if done.last {
+            batches.remove(&done.batch)
+        } else {
+            batches.get(&done.batch).cloned()
+        };
+        drop(batches);
+        let Some((flying, task)) = entry else {
+            return;
+        };
+        tracing::trace!(target: "tideflow::dask", batch = done.batch, timed = done.timed, seconds = done.seconds, last = done.last, "batch");
+        if done.timed > 0 && done.seconds.is_finite() && done.seconds >= 0.0 {
+            let measured = done.seconds / f64::from(done.timed);
+            let mut per_run = lock(&self.per_run);
+            let smoothed = per_run.entry(Arc::clone(&task)).or_insert(measured);
+            // Half the weight to the newest batch: runs that turn slow shrink the next
+            // batches within two of them.
+            *smoothed = 0.5 * *smoothed + 0.5 * measured;
+        }
+        if done.last {
+            if let Some(flying) = flying.upgrade() {
+                if let Some(n) = lock(&flying).get_mut(&task) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
     }
 
     /// Closes the bridge's input: it finishes what runs, stops its cluster and exits.
@@ -372,6 +568,14 @@ fn read_replies(
                 let route = lock(routes).get(&ticket).cloned();
                 if let Some((tx, mine)) = route {
                     let _ = tx.send(ClusterReply::Held(mine, RemoteRef::new(key, len)));
+                }
+                continue;
+            }
+            Ok(Frame::BatchDone(done)) => {
+                // Before the outcomes it counts: the run that reads them finds room for
+                // its next batch.
+                if let Some(hub) = hub.upgrade() {
+                    hub.batch_done(&done);
                 }
                 continue;
             }
@@ -439,9 +643,18 @@ struct Connection {
     replies: mpsc::UnboundedReceiver<ClusterReply>,
     /// The hub tickets of this run's attempts (forgotten when the run ends).
     mine: Vec<u32>,
+    /// How many tickets `mine` may hold before the answered ones are dropped from it.
+    mine_bound: usize,
     max_concurrency: usize,
     /// The executor's tag limits: held cluster-wide, by every run on the cluster.
     tag_limits: Vec<(String, usize)>,
+    batching: Batching,
+    /// Attempts kept back to go in batches, by task key.
+    queued: HashMap<Arc<str>, VecDeque<WireAttempt>>,
+    /// This run's batches on the cluster, by task key.
+    flying: Arc<Flying>,
+    /// The executor's count of batches (see [`DaskExecutor::batched`]).
+    batched: Arc<[AtomicU64; 2]>,
 }
 
 impl ClusterConnection for Connection {
@@ -456,10 +669,13 @@ impl ClusterConnection for Connection {
         let ticket = self.hub.next.fetch_add(1, Ordering::SeqCst);
         lock(&self.hub.routes).insert(ticket, (self.tx.clone(), attempt.ticket));
         self.mine.push(ticket);
-        if self.mine.len() > 4096 {
+        if self.mine.len() > self.mine_bound {
             // Keep only the tickets still out.
             let routes = lock(&self.hub.routes);
             self.mine.retain(|t| routes.contains_key(t));
+            // Twice what is still out: the tickets are looked over once per doubling,
+            // not at every attempt of a large map.
+            self.mine_bound = (2 * self.mine.len()).max(4096);
         }
         let mut wire = attempt.clone();
         wire.ticket = ticket;
@@ -472,11 +688,90 @@ impl ClusterConnection for Connection {
                 .map(|(tag, limit)| (tag.clone(), u32::try_from(*limit).unwrap_or(u32::MAX)))
                 .collect();
         }
+        if self.batching.max > 1 && wire.limits.is_empty() {
+            // A run that takes no tag's lease can share a Dask task with its siblings.
+            self.hub.pin(&wire, 1);
+            match self.queued.get_mut(wire.task_key.as_str()) {
+                Some(queue) => queue.push_back(wire),
+                None => {
+                    let task: Arc<str> = Arc::from(wire.task_key.as_str());
+                    self.queued.insert(task, VecDeque::from([wire]));
+                }
+            }
+            return Ok(());
+        }
         let mut input = lock(&self.hub.input);
         let input = input.as_mut().ok_or("the Dask bridge was closed")?;
         let bridge = |e: std::io::Error| format!("the Dask bridge: {e}");
         self.hub.flush_releases(input).map_err(bridge)?;
         frame::write(input, &Frame::Routed(wire)).map_err(bridge)
+    }
+
+    fn flush(&mut self) {
+        if self.queued.is_empty() {
+            return;
+        }
+        let workers = self.hub.workers;
+        let room = BATCHES_PER_WORKER * workers;
+        let mut batches = Vec::new();
+        {
+            let mut flying = lock(&self.flying);
+            let per_run = lock(&self.hub.per_run);
+            for (task, queue) in &mut self.queued {
+                let out = flying.entry(Arc::clone(task)).or_insert(0);
+                let measured = per_run.get(task).copied();
+                let alone = measured.is_some() && self.batching.size(measured, usize::MAX, 1) == 1;
+                while !queue.is_empty() && (*out < room || alone) {
+                    let size = self.batching.size(measured, queue.len(), workers);
+                    let attempts: Vec<WireAttempt> = queue.drain(..size.min(queue.len())).collect();
+                    let id = self.hub.next_batch.fetch_add(1, Ordering::Relaxed);
+                    lock(&self.hub.batches).insert(id, (Arc::downgrade(&self.flying), Arc::clone(task)));
+                    *out += 1;
+                    if attempts.len() > 1 {
+                        self.batched[0].fetch_add(1, Ordering::Relaxed);
+                        self.batched[1].fetch_add(attempts.len() as u64, Ordering::Relaxed);
+                    }
+                    batches.push(Batch { id, attempts });
+                }
+            }
+            self.queued.retain(|_, queue| !queue.is_empty());
+        }
+        let mut input = lock(&self.hub.input);
+        let mut failed = None;
+        for batch in batches {
+            let batch = Frame::Batch(batch);
+            if failed.is_none() {
+                let written = match input.as_mut() {
+                    None => Err("the Dask bridge was closed".to_owned()),
+                    Some(input) => self
+                        .hub
+                        .flush_releases(input)
+                        .and_then(|()| frame::write(input, &batch))
+                        .map_err(|e| format!("the Dask bridge: {e}")),
+                };
+                if let Err(e) = written {
+                    failed = Some(e);
+                }
+            }
+            let Frame::Batch(batch) = batch else { continue };
+            // Sent (the bridge has the data it reads before any release), or not.
+            batch.attempts.iter().for_each(|a| self.hub.pin(a, -1));
+            if failed.is_none() {
+                continue;
+            }
+            // Not sent: its runs are answered here.
+            let message = failed.clone().unwrap_or_default();
+            lock(&self.hub.batches).remove(&batch.id);
+            let mut routes = lock(&self.hub.routes);
+            for a in batch.attempts {
+                if let Some((tx, mine)) = routes.remove(&a.ticket) {
+                    let _ = tx.send(ClusterReply::Refused(
+                        mine,
+                        format!("the attempt cannot be sent to the cluster: {message}"),
+                    ));
+                }
+            }
+        }
     }
 
     fn replies(&mut self) -> &mut mpsc::UnboundedReceiver<ClusterReply> {
@@ -489,8 +784,11 @@ impl ClusterConnection for Connection {
 }
 
 impl Connection {
-    /// Stops routing this run's replies.
+    /// Stops routing this run's replies; what it kept back is dropped.
     fn forget(&mut self) {
+        for (_, queue) in self.queued.drain() {
+            queue.iter().for_each(|a| self.hub.pin(a, -1));
+        }
         let mut routes = lock(&self.hub.routes);
         for t in self.mine.drain(..) {
             routes.remove(&t);

@@ -130,6 +130,12 @@ pub trait ClusterConnection: Send + 'static {
     /// The attempt could not be sent: it ends `Failed` with this message.
     fn submit(&mut self, attempt: &crate::wire::WireAttempt) -> Result<(), String>;
 
+    /// Sends what [`ClusterConnection::submit`] kept back, if it keeps any (a cluster may
+    /// gather attempts into batches). Called when the scheduler has submitted everything
+    /// it can for now and waits for replies; an attempt that cannot be sent is answered
+    /// [`ClusterReply::Refused`].
+    fn flush(&mut self) {}
+
     /// Where the replies come, in the order the cluster gives them.
     fn replies(&mut self) -> &mut tokio::sync::mpsc::UnboundedReceiver<ClusterReply>;
 

@@ -14,8 +14,11 @@
 //! | 7 | held | bridge to coordinator: MessagePack of [`Held`] |
 //! | 8 | recomputed | bridge to coordinator: MessagePack of the ticket of a finished attempt the cluster ran again |
 //! | 9 | release | coordinator to bridge: MessagePack of the keys of held results nothing needs any more |
+//! | 10 | batch | coordinator to bridge: `u32` routing length, MessagePack of `[batch, [child routing, ..]]`, then each child's attempt frame (as in a routed attempt), one after the other: one Dask task runs them all |
+//! | 11 | batch done | bridge to coordinator: MessagePack of [`BatchDone`] (sent before the outcomes it counts) |
 //!
-//! The routing of an attempt is `[ticket, result_here, [[input index, piece], ..], [[tag,
+//! A child's routing in a batch is `[ticket, result_here, [[input index, piece], ..]]`
+//! (a batch carries no tag limits). The routing of an attempt is `[ticket, result_here, [[input index, piece], ..], [[tag,
 //! limit], ..]]`: one entry per input the cluster builds, then the cluster-wide limits
 //! the attempt holds a slot of while it runs; a piece is `[0, bytes]` (a value),
 //! `[1, key, [index, ..]]` (a held result, or an element of a held list) or
@@ -48,6 +51,8 @@ const ROUTED: u8 = 6;
 const HELD: u8 = 7;
 const RECOMPUTED: u8 = 8;
 const RELEASE: u8 = 9;
+const BATCH: u8 = 10;
+const BATCH_DONE: u8 = 11;
 
 /// Who is speaking, first thing on a connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +135,30 @@ pub struct Held {
     pub len: Option<u32>,
 }
 
+/// Attempts of one task that a cluster runs as one unit of its own (one Dask task), one
+/// after the other, each with its own outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// The coordinator's number for the batch ([`BatchDone`] names it).
+    pub id: u32,
+    /// The attempts, in the order they run.
+    pub attempts: Vec<WireAttempt>,
+}
+
+/// What a bridge says of a batch: how long its attempts took, and whether it is over
+/// (every attempt of it answered).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchDone {
+    /// The batch's number.
+    pub batch: u32,
+    /// How many attempts the time is for (attempts that ran to their end on a worker).
+    pub timed: u32,
+    /// Their time on the worker, in seconds, all told.
+    pub seconds: f64,
+    /// Every attempt of the batch has been answered.
+    pub last: bool,
+}
+
 /// One log line a task body emitted (`tracing`) while its attempt ran in a worker.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -162,6 +191,10 @@ pub enum Frame {
     Recomputed(u32),
     /// Held results nothing needs any more, by key.
     Release(Vec<String>),
+    /// See [`Batch`].
+    Batch(Batch),
+    /// See [`BatchDone`].
+    BatchDone(BatchDone),
 }
 
 /// A frame that could not be read.
@@ -233,20 +266,36 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
         }
         Frame::Routed(a) => {
             body.push(ROUTED);
-            let refs: Vec<(u32, Piece<'_>)> = a
-                .inputs
-                .iter()
-                .enumerate()
-                .filter(|(_, i)| !matches!(i, WireInput::Encoded(_)))
-                .map(|(i, input)| (i as u32, Piece(input)))
-                .collect();
-            let routing = msgpack(&(a.ticket, a.result_here, refs, &a.limits));
+            let routing = msgpack(&(a.ticket, a.result_here, refs(a), &a.limits));
             put_u32(&mut body, routing.len())?;
             body.extend(routing);
             let mut inner = Vec::new();
             attempt_body(&mut inner, a)?;
             put_u32(&mut body, inner.len())?;
             body.extend(inner);
+        }
+        Frame::Batch(batch) => {
+            body.push(BATCH);
+            let children: Vec<_> = batch
+                .attempts
+                .iter()
+                .map(|a| (a.ticket, a.result_here, refs(a)))
+                .collect();
+            let routing = msgpack(&(batch.id, children));
+            put_u32(&mut body, routing.len())?;
+            body.extend(routing);
+            for a in &batch.attempts {
+                let at = body.len();
+                body.extend([0; 4]);
+                attempt_body(&mut body, a)?;
+                let len = u32::try_from(body.len() - at - 4)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "an attempt over 4 GiB"))?;
+                body[at..at + 4].copy_from_slice(&len.to_le_bytes());
+            }
+        }
+        Frame::BatchDone(done) => {
+            body.push(BATCH_DONE);
+            body.extend(msgpack(done));
         }
         Frame::Held(h) => {
             body.push(HELD);
@@ -308,6 +357,16 @@ pub fn write(out: &mut impl Write, frame: &Frame) -> io::Result<()> {
     out.write_all(&body)?;
     out.write_all(tail)?;
     out.flush()
+}
+
+/// The inputs of an attempt the cluster builds, as `[input index, piece]`.
+fn refs(a: &WireAttempt) -> Vec<(u32, Piece<'_>)> {
+    a.inputs
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| !matches!(i, WireInput::Encoded(_)))
+        .map(|(i, input)| (i as u32, Piece(input)))
+        .collect()
 }
 
 /// The body of an attempt frame (kind byte included); inputs held by the cluster are
@@ -453,27 +512,24 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
         ROUTED => {
             type Routing = (u32, bool, Vec<(u32, PieceIn)>, Vec<(String, u32)>);
             let (ticket, result_here, refs, limits): Routing = decode(cur.part("routing")?, "routing")?;
-            let inner = cur.part("routed attempt")?;
+            let mut a = read_routed(cur.part("routed attempt")?, ticket, result_here, refs)?;
             cur.end("routed attempt")?;
-            let (kind, inner) = inner
-                .split_first()
-                .ok_or_else(|| malformed("an empty routed attempt"))?;
-            if *kind != ATTEMPT {
-                return Err(malformed(format!("a routed frame of kind {kind}")));
-            }
-            let mut a = read_attempt(Cursor(inner))?;
-            for (i, piece) in refs {
-                let slot = a
-                    .inputs
-                    .get_mut(i as usize)
-                    .ok_or_else(|| malformed(format!("the routing names input {i}, which is not there")))?;
-                *slot = piece.0;
-            }
-            a.ticket = ticket;
-            a.result_here = result_here;
             a.limits = limits;
             Ok(Frame::Routed(a))
         }
+        BATCH => {
+            type Routing = (u32, Vec<(u32, bool, Vec<(u32, PieceIn)>)>);
+            let (id, children): Routing = decode(cur.part("batch routing")?, "batch routing")?;
+            let attempts = children
+                .into_iter()
+                .map(|(ticket, result_here, refs)| {
+                    read_routed(cur.part("batched attempt")?, ticket, result_here, refs)
+                })
+                .collect::<Result<_, _>>()?;
+            cur.end("batch")?;
+            Ok(Frame::Batch(Batch { id, attempts }))
+        }
+        BATCH_DONE => Ok(Frame::BatchDone(decode(rest, "batch done")?)),
         HELD => Ok(Frame::Held(decode(rest, "held")?)),
         RECOMPUTED => Ok(Frame::Recomputed(decode(rest, "recomputed")?)),
         RELEASE => Ok(Frame::Release(decode(rest, "release")?)),
@@ -504,6 +560,32 @@ pub fn read(input: &mut impl Read) -> Result<Frame, FrameError> {
         }
         other => Err(malformed(format!("unknown frame kind {other}"))),
     }
+}
+
+/// An attempt read from a routed or batch frame, with its routing put back in.
+fn read_routed(
+    inner: &[u8],
+    ticket: u32,
+    result_here: bool,
+    refs: Vec<(u32, PieceIn)>,
+) -> Result<WireAttempt, FrameError> {
+    let (kind, inner) = inner
+        .split_first()
+        .ok_or_else(|| malformed("an empty routed attempt"))?;
+    if *kind != ATTEMPT {
+        return Err(malformed(format!("a routed frame of kind {kind}")));
+    }
+    let mut a = read_attempt(Cursor(inner))?;
+    for (i, piece) in refs {
+        let slot = a
+            .inputs
+            .get_mut(i as usize)
+            .ok_or_else(|| malformed(format!("the routing names input {i}, which is not there")))?;
+        *slot = piece.0;
+    }
+    a.ticket = ticket;
+    a.result_here = result_here;
+    Ok(a)
 }
 
 fn read_attempt(mut cur: Cursor<'_>) -> Result<WireAttempt, FrameError> {
@@ -627,6 +709,31 @@ mod tests {
         let mut out = Vec::new();
         let err = write(&mut out, &Frame::Attempt(a)).expect_err("not for a worker");
         assert!(err.to_string().contains("held by the cluster"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_carries_its_children_and_their_references() {
+        let mut first = attempt(vec![WireInput::Encoded(vec![1])]);
+        first.limits.clear();
+        let mut second = first.clone();
+        second.ticket = 13;
+        second.result_here = true;
+        second.inputs = vec![WireInput::Remote {
+            key: "tideflow-a-b7".into(),
+            path: vec![1],
+        }];
+        let batch = Frame::Batch(Batch {
+            id: 7,
+            attempts: vec![first, second],
+        });
+        assert_eq!(round_trip(&batch), batch);
+        let done = Frame::BatchDone(BatchDone {
+            batch: 7,
+            timed: 2,
+            seconds: 0.25,
+            last: true,
+        });
+        assert_eq!(round_trip(&done), done);
     }
 
     #[test]

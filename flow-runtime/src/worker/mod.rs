@@ -318,6 +318,8 @@ fn kind(frame: &Frame) -> &'static str {
         Frame::Held(_) => "held",
         Frame::Recomputed(_) => "recomputed",
         Frame::Release(_) => "release",
+        Frame::Batch(_) => "batch",
+        Frame::BatchDone(_) => "batch done",
     }
 }
 

@@ -90,6 +90,8 @@ impl ClusterBackend {
     }
 
     pub(super) async fn next(&mut self) -> Report {
+        // The scheduler submitted all it could: what the connection kept back goes now.
+        self.conn.flush();
         loop {
             if let Some(ended) = self.ready.pop_front() {
                 return Report::Ended(ended);

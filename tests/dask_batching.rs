@@ -1,0 +1,198 @@
+//! Short mapped task runs on Dask go in batches (one Dask task runs several of them), and
+//! each keeps its own states, attempts, retries and result: a failed run is retried
+//! alone, and a batch lost with a killed worker runs again only what it had not finished.
+//!
+//! Every run of `mark` appends its element to a file of the run's folder, so the tests
+//! see how many times each element really ran, whatever the workers reported.
+//!
+//! Like `tests/dask.rs`, it needs Python with Dask's client (see there).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{python, TestCluster};
+use tideflow::dask::DaskExecutor;
+use tideflow::event::Delivery;
+use tideflow::prelude::*;
+
+/// What each Dask worker runs: this binary.
+#[test]
+fn tideflow_worker() {
+    tideflow::worker::serve_if_worker();
+}
+
+fn numbers_to(n: u64) -> Vec<u64> {
+    (0..n).collect()
+}
+
+#[task]
+fn numbers(n: u64) -> Vec<u64> {
+    numbers_to(n)
+}
+
+#[task]
+fn total(xs: Vec<u64>) -> u64 {
+    xs.iter().sum()
+}
+
+/// Notes that it ran (in `runs` of the folder the flow's `dir` names), sleeps `ms`, then
+/// returns `x`; fails every attempt of element 17 and the first attempt of element 23.
+#[task(max_retries = 1, retry_delay = "10ms")]
+fn mark(x: u64, ctx: &TaskContext) -> Result<u64, TaskError> {
+    use std::io::Write;
+    let dir: String = ctx.param("dir").ok_or_else(|| TaskError::fail("no dir"))?;
+    let ms: u64 = ctx.param("ms").unwrap_or(0);
+    let mut runs = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(Path::new(&dir).join("runs"))
+        .map_err(|e| TaskError::fail(e.to_string()))?;
+    runs.write_all(format!("{x}\n").as_bytes())
+        .map_err(|e| TaskError::fail(e.to_string()))?;
+    std::thread::sleep(Duration::from_millis(ms));
+    tracing::info!(x, "marked");
+    match (x, ctx.attempt()) {
+        (17, _) => Err(TaskError::fail("17 always fails")),
+        (23, 1) => Err(TaskError::fail("23 fails once")),
+        _ => Ok(x),
+    }
+}
+
+flow! {
+    /// `mark` over 0..n, then their sum (which element 17 fails).
+    fn marks(n: u64 = 60, dir: String = String::new(), ms: u64 = 0) -> u64 {
+        let xs = numbers(n);
+        let ys = mark.map(xs);
+        total(ys)
+    }
+}
+
+/// The run failed as `mark` makes it fail: element 17 alone, and the sum after it.
+fn failed_by_17(run: &FlowRun<u64>) {
+    let failed: Vec<String> = run.failed_tasks().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(failed, ["ys[17]", "total"], "{}", run.summary());
+}
+
+/// How many times each element ran.
+fn runs(dir: &Path) -> BTreeMap<u64, u32> {
+    let text = std::fs::read_to_string(dir.join("runs")).unwrap_or_default();
+    let mut runs = BTreeMap::new();
+    for line in text.lines() {
+        *runs.entry(line.parse::<u64>().expect("an element")).or_insert(0) += 1;
+    }
+    runs
+}
+
+fn marks_in(dir: &Path, n: u64, ms: u64) -> Flow<u64> {
+    marks()
+        .with_param("n", n)
+        .and_then(|f| f.with_param("dir", dir.display().to_string()))
+        .and_then(|f| f.with_param("ms", ms))
+        .expect("parameters")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_runs_share_dask_tasks_and_each_keeps_its_own_states_and_retries() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a folder");
+    let dask = DaskExecutor::local(2).python(python);
+    let run = marks_in(dir.path(), 60, 0).executor(dask.clone()).run().await;
+
+    // Most of the 60 runs went in batches (the first ones go alone, to be timed).
+    let (batches, batched) = dask.batched();
+    assert!(
+        batches >= 2 && batched >= 40,
+        "{batches} batches of {batched} runs"
+    );
+
+    let ys = run.task("ys");
+    assert_eq!(ys.children().len(), 60);
+    for child in ys.children() {
+        let i = child.map_index();
+        match i {
+            17 => {
+                assert!(child.state().is_failed(), "{i}: {:?}", child.state());
+                assert!(
+                    child.state().to_string().contains("17 always fails"),
+                    "{:?}",
+                    child.state()
+                );
+                assert_eq!(child.attempts(), 2, "17 is retried once, alone");
+            }
+            23 => {
+                assert!(child.state().is_success(), "{i}: {:?}", child.state());
+                assert_eq!(child.attempts(), 2, "23 succeeds on its retry");
+            }
+            _ => {
+                assert!(child.state().is_success(), "{i}: {:?}", child.state());
+                assert_eq!(child.attempts(), 1, "{i} ran once");
+            }
+        }
+    }
+    // What ran, really: every element once, and the failed attempts' elements once more.
+    let mut want: BTreeMap<u64, u32> = numbers_to(60).into_iter().map(|x| (x, 1)).collect();
+    want.insert(17, 2);
+    want.insert(23, 2);
+    assert_eq!(runs(dir.path()), want);
+    failed_by_17(&run);
+    dask.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_off_sends_every_run_alone() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a folder");
+    let dask = DaskExecutor::local(1).python(python).batch_size(1);
+    let run = marks_in(dir.path(), 30, 0).executor(dask.clone()).run().await;
+    assert_eq!(dask.batched(), (0, 0));
+    assert_eq!(run.task("ys").children().len(), 30);
+    failed_by_17(&run);
+    dask.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_lost_with_a_killed_worker_runs_again_only_what_it_had_not_finished() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a folder");
+    let mut cluster = TestCluster::start(&python, 2);
+    // Runs of 100 ms, in batches of about two seconds.
+    let dask = cluster.executor().batch_target(Duration::from_secs(2));
+    let mut flow = marks_in(dir.path(), 80, 100).executor(dask.clone());
+    let mut events = flow.subscribe(Delivery::lossy(100_000));
+    let handle = flow.start();
+    // The first runs go alone; then batches. Mid-way through them, SIGKILL a worker.
+    common::children_succeeded(&mut events, Some("ys"), 16).await;
+    drop(cluster.workers.remove(0));
+    let run = tokio::time::timeout(Duration::from_secs(120), handle)
+        .await
+        .expect("the run ends");
+    assert!(dask.batched().0 >= 2, "{:?}", dask.batched());
+    failed_by_17(&run);
+    let ys = run.task("ys");
+    assert!(ys
+        .children()
+        .iter()
+        .all(|c| c.attempts() == 1 || [17, 23].contains(&c.map_index())));
+    // Every element ran; of those that ran on the killed worker, only the one it was
+    // running when it died ran again.
+    let runs = runs(dir.path());
+    let want = |x: u64| if x == 17 || x == 23 { 2 } else { 1 };
+    assert_eq!(runs.len(), 80, "{runs:?}");
+    let again: Vec<u64> = runs
+        .iter()
+        .filter(|(x, n)| **n > want(**x))
+        .map(|(x, _)| *x)
+        .collect();
+    assert!(again.len() <= 1, "ran again: {again:?}");
+    assert!(runs.iter().all(|(x, n)| *n <= want(*x) + 1), "{runs:?}");
+    dask.close();
+}
