@@ -76,6 +76,32 @@ fn failed_by_17(run: &FlowRun<u64>) {
     assert_eq!(failed, ["ys[17]", "total"], "{}", run.summary());
 }
 
+/// Notes that it ran, like `mark`; element 30 sleeps past the task's timeout.
+#[task(timeout = "500ms")]
+fn doze(x: u64, ctx: &TaskContext) -> Result<u64, TaskError> {
+    use std::io::Write;
+    let dir: String = ctx.param("dir").ok_or_else(|| TaskError::fail("no dir"))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(Path::new(&dir).join("runs"))
+        .and_then(|mut f| f.write_all(format!("{x}\n").as_bytes()))
+        .map_err(|e| TaskError::fail(e.to_string()))?;
+    if x == 30 {
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    Ok(x)
+}
+
+flow! {
+    /// `doze` over 0..n.
+    fn dozes(n: u64 = 40, dir: String = String::new()) -> u64 {
+        let xs = numbers(n);
+        let ys = doze.map(xs);
+        total(ys)
+    }
+}
+
 /// How many times each element ran.
 fn runs(dir: &Path) -> BTreeMap<u64, u32> {
     let text = std::fs::read_to_string(dir.join("runs")).unwrap_or_default();
@@ -194,5 +220,36 @@ async fn a_batch_lost_with_a_killed_worker_runs_again_only_what_it_had_not_finis
         .collect();
     assert!(again.len() <= 1, "ran again: {again:?}");
     assert!(runs.iter().all(|(x, n)| *n <= want(*x) + 1), "{runs:?}");
+    dask.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_timeout_ends_alone_and_the_rest_of_its_batch_runs_on() {
+    let Some(python) = python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a folder");
+    let dask = DaskExecutor::local(1).python(python);
+    let run = dozes()
+        .with_param("dir", dir.path().display().to_string())
+        .expect("a folder")
+        .executor(dask.clone())
+        .run()
+        .await;
+    assert!(dask.batched().0 >= 1, "{:?}", dask.batched());
+    let failed: Vec<String> = run.failed_tasks().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(failed, ["ys[30]", "total"], "{}", run.summary());
+    let ys = run.task("ys");
+    let late = &ys.children()[30];
+    assert!(
+        late.state().to_string().contains("timed out"),
+        "{:?}",
+        late.state()
+    );
+    assert!(ys.children().iter().all(|c| c.attempts() == 1));
+    // The worker process stopped with the run past its timeout; the runs after it in its
+    // batch ran on a new one, once each.
+    let want: BTreeMap<u64, u32> = numbers_to(40).into_iter().map(|x| (x, 1)).collect();
+    assert_eq!(runs(dir.path()), want);
     dask.close();
 }

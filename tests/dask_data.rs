@@ -194,6 +194,10 @@ async fn large_results_stay_on_the_cluster_and_are_released_once_read() {
     let received = dask.bytes_received();
     eprintln!("the coordinator received {received} bytes for {bytes} bytes of chunks");
     assert!(received < bytes / 100, "received {received} bytes");
+    // With the short runs in batches: the element-wise chain `chunk` → `checksum` and the
+    // 2,000 `low`s over elements of a held list read their inputs where they are.
+    let (batches, runs) = dask.batched();
+    assert!(batches > 0 && runs >= 1000, "{batches} batches of {runs} runs");
 
     // Every held result was read by all its consumers during the run: Dask forgets them
     // (the releases go out within a second).

@@ -803,3 +803,35 @@ impl Drop for Connection {
         self.hub.runs.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batching(max: usize, target_ms: u64) -> Batching {
+        Batching {
+            max,
+            target: Duration::from_millis(target_ms),
+        }
+    }
+
+    #[test]
+    fn a_batch_takes_about_its_target_and_leaves_every_worker_a_share() {
+        let b = batching(BATCH_MAX, 50);
+        // Never timed: one run at a time.
+        assert_eq!(b.size(None, 10_000, 2), 1);
+        // 50 µs a run: 1,000 runs make 50 ms.
+        assert_eq!(b.size(Some(50e-6), 100_000, 2), 1_000);
+        // ... but 10,000 queued on 2 workers: at most 2,500 per batch; 100 left: 25.
+        assert_eq!(b.size(Some(1e-6), 10_000, 2), 2_500);
+        assert_eq!(b.size(Some(50e-6), 100, 2), 25);
+        // Runs as long as the target or longer: alone.
+        assert_eq!(b.size(Some(0.05), 10_000, 2), 1);
+        assert_eq!(b.size(Some(3.0), 10_000, 2), 1);
+        // The bound, and batching off.
+        assert_eq!(batching(64, 50).size(Some(1e-6), 100_000, 2), 64);
+        assert_eq!(batching(1, 50).size(Some(1e-6), 100_000, 2), 1);
+        // A time of zero is not a division by zero.
+        assert_eq!(b.size(Some(0.0), 8, 2), 2);
+    }
+}
