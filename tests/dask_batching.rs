@@ -102,6 +102,28 @@ flow! {
     }
 }
 
+/// 100 KB made on a worker: too large to travel with its outcome, so it stays there.
+#[task]
+fn block(x: u64) -> serde_bytes::ByteBuf {
+    serde_bytes::ByteBuf::from(vec![(x % 251) as u8; 100_000])
+}
+
+/// What a block weighs, read where the block is.
+#[task]
+fn weigh(b: serde_bytes::ByteBuf) -> u64 {
+    b.iter().map(|&v| u64::from(v)).sum()
+}
+
+flow! {
+    /// `block` over 0..n, each weighed: an element-wise chain of values the cluster keeps.
+    fn weighed(n: u64 = 200) -> u64 {
+        let xs = numbers(n);
+        let blocks = block.map(xs);
+        let weights = weigh.map(blocks);
+        total(weights)
+    }
+}
+
 /// How many times each element ran.
 fn runs(dir: &Path) -> BTreeMap<u64, u32> {
     let text = std::fs::read_to_string(dir.join("runs")).unwrap_or_default();
@@ -251,5 +273,46 @@ async fn a_run_past_its_timeout_ends_alone_and_the_rest_of_its_batch_runs_on() {
     // batch ran on a new one, once each.
     let want: BTreeMap<u64, u32> = numbers_to(40).into_iter().map(|x| (x, 1)).collect();
     assert_eq!(runs(dir.path()), want);
+    dask.close();
+}
+
+/// How many values the Dask workers of the scheduler at `address` fetched from each other.
+fn transfers(python: &Path, address: &str) -> u64 {
+    let script = "import sys\nfrom distributed import Client\nc = Client(sys.argv[1], timeout='10s')\n\
+                  print(sum(c.run(lambda dask_worker: dask_worker.state.transfer_incoming_count_total).values()))\n\
+                  c.close()";
+    let out = std::process::Command::new(python)
+        .args(["-c", script, address])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_an_element_wise_chain_reads_its_inputs_on_the_worker_that_made_them() {
+    let Some(python) = python() else {
+        return;
+    };
+    let cluster = TestCluster::start(&python, 2);
+    let dask = cluster.executor();
+    let run = weighed().executor(dask.clone()).run().await;
+    let want: u64 = (0..200u64).map(|x| (x % 251) * 100_000).sum();
+    assert_eq!(run.output(), Ok(&want), "{}", run.summary());
+    let (batches, runs) = dask.batched();
+    assert!(batches >= 4 && runs >= 100, "{batches} batches of {runs} runs");
+    // 200 blocks of 100 KB stayed on the workers that made them, and the `weigh` batches
+    // ran there: hardly any block moved from one worker to the other, and none came here.
+    let moved = transfers(&python, &cluster.address);
+    eprintln!("{moved} values moved between the workers; {batches} batches of {runs} runs");
+    assert!(moved <= 20, "{moved} values moved between the workers");
+    assert!(
+        dask.bytes_received() < 200 * 100_000 / 100,
+        "{}",
+        dask.bytes_received()
+    );
     dask.close();
 }
