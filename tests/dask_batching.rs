@@ -124,6 +124,36 @@ flow! {
     }
 }
 
+/// Each run on a cluster alone.
+#[task(batch = false)]
+fn alone(x: u64) -> u64 {
+    x + 1
+}
+
+/// At most 4 runs per Dask task.
+#[task(batch = 4)]
+fn fours(x: u64) -> u64 {
+    x + 1
+}
+
+flow! {
+    /// `alone` over 0..n.
+    fn alones(n: u64 = 40) -> u64 {
+        let xs = numbers(n);
+        let ys = alone.map(xs);
+        total(ys)
+    }
+}
+
+flow! {
+    /// `fours` over 0..n.
+    fn in_fours(n: u64 = 40) -> u64 {
+        let xs = numbers(n);
+        let ys = fours.map(xs);
+        total(ys)
+    }
+}
+
 /// How many times each element ran.
 fn runs(dir: &Path) -> BTreeMap<u64, u32> {
     let text = std::fs::read_to_string(dir.join("runs")).unwrap_or_default();
@@ -313,6 +343,31 @@ async fn a_batch_of_an_element_wise_chain_reads_its_inputs_on_the_worker_that_ma
         dask.bytes_received() < 200 * 100_000 / 100,
         "{}",
         dask.bytes_received()
+    );
+    dask.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_can_turn_batching_off_or_bound_its_batches() {
+    let Some(python) = python() else {
+        return;
+    };
+    let want = (1..=40u64).sum::<u64>();
+    let dask = DaskExecutor::local(1).python(python);
+    // Twice each, so that the second run starts with the time the first measured.
+    for _ in 0..2 {
+        let run = alones().executor(dask.clone()).run().await;
+        assert_eq!(run.output(), Ok(&want), "{}", run.summary());
+    }
+    assert_eq!(dask.batched(), (0, 0), "`batch = false`: every run alone");
+    for _ in 0..2 {
+        let run = in_fours().executor(dask.clone()).run().await;
+        assert_eq!(run.output(), Ok(&want), "{}", run.summary());
+    }
+    let (batches, runs) = dask.batched();
+    assert!(
+        batches >= 15 && runs <= 4 * batches,
+        "{batches} batches of {runs} runs"
     );
     dask.close();
 }

@@ -236,7 +236,9 @@ impl DaskExecutor {
     /// never more than an equal share of what is left for twice the workers, and at most
     /// 100,000. Each run in a batch keeps its own states, attempts, retries, timeout,
     /// result and logs; a failed run is retried alone. The environment variable
-    /// `TIDEFLOW_DASK_BATCH` sets the default: `off`, or a number of runs.
+    /// `TIDEFLOW_DASK_BATCH` sets the default: `off`, or a number of runs. A task bounds
+    /// its own batches with `#[task(batch = N)]`, or has its runs sent alone with
+    /// `#[task(batch = false)]`.
     pub fn batch_size(self, max: usize) -> Self {
         self.configure(|c| c.batching.max = max.max(1))
     }
@@ -332,6 +334,7 @@ impl flow_runtime::Cluster for DaskExecutor {
             tag_limits: self.config.tag_limits.clone(),
             batching: self.config.batching,
             queued: HashMap::new(),
+            bounds: HashMap::new(),
             flying: Arc::default(),
             batched: Arc::clone(&self.batched),
         }))
@@ -651,6 +654,9 @@ struct Connection {
     batching: Batching,
     /// Attempts kept back to go in batches, by task key.
     queued: HashMap<Arc<str>, VecDeque<WireAttempt>>,
+    /// The most runs per batch of each task this run sent (the executor's bound, or the
+    /// task's own `#[task(batch = N)]` if lower), by task key.
+    bounds: HashMap<String, usize>,
     /// This run's batches on the cluster, by task key.
     flying: Arc<Flying>,
     /// The executor's count of batches (see [`DaskExecutor::batched`]).
@@ -688,7 +694,7 @@ impl ClusterConnection for Connection {
                 .map(|(tag, limit)| (tag.clone(), u32::try_from(*limit).unwrap_or(u32::MAX)))
                 .collect();
         }
-        if self.batching.max > 1 && wire.limits.is_empty() {
+        if wire.limits.is_empty() && self.bound(&wire.task_key) > 1 {
             // A run that takes no tag's lease can share a Dask task with its siblings.
             self.hub.pin(&wire, 1);
             match self.queued.get_mut(wire.task_key.as_str()) {
@@ -720,9 +726,13 @@ impl ClusterConnection for Connection {
             for (task, queue) in &mut self.queued {
                 let out = flying.entry(Arc::clone(task)).or_insert(0);
                 let measured = per_run.get(task).copied();
-                let alone = measured.is_some() && self.batching.size(measured, usize::MAX, 1) == 1;
+                let batching = Batching {
+                    max: self.bounds.get(&**task).copied().unwrap_or(self.batching.max),
+                    ..self.batching
+                };
+                let alone = measured.is_some() && batching.size(measured, usize::MAX, 1) == 1;
                 while !queue.is_empty() && (*out < room || alone) {
-                    let size = self.batching.size(measured, queue.len(), workers);
+                    let size = batching.size(measured, queue.len(), workers);
                     let attempts: Vec<WireAttempt> = queue.drain(..size.min(queue.len())).collect();
                     let id = self.hub.next_batch.fetch_add(1, Ordering::Relaxed);
                     lock(&self.hub.batches).insert(id, (Arc::downgrade(&self.flying), Arc::clone(task)));
@@ -784,6 +794,20 @@ impl ClusterConnection for Connection {
 }
 
 impl Connection {
+    /// The most runs of `task` in one batch: the executor's bound, or the task's own if
+    /// lower (1: its runs are sent alone).
+    fn bound(&mut self, task: &str) -> usize {
+        if let Some(bound) = self.bounds.get(task) {
+            return *bound;
+        }
+        let own = flow_runtime::find_task(task)
+            .and_then(|d| d.options.batch)
+            .map_or(usize::MAX, |n| n as usize);
+        let bound = self.batching.max.min(own).max(1);
+        self.bounds.insert(task.to_owned(), bound);
+        bound
+    }
+
     /// Stops routing this run's replies; what it kept back is dropped.
     fn forget(&mut self) {
         for (_, queue) in self.queued.drain() {

@@ -12,7 +12,7 @@ use crate::duration;
 
 const OPTIONS: &str = "`name`, `max_retries`, `retry_delay`, `retry_backoff`, `retry_max_delay`, \
      `retry_jitter`, `retry_on`, `timeout`, `trigger`, `skip_on_upstream_skip`, `tags`, `cache_for`, \
-     `cache_key`, `persist` and `local`";
+     `cache_key`, `persist`, `batch` and `local`";
 const TRIGGERS: &[(&str, &str)] = &[
     ("all_successful", "AllSuccessful"),
     ("all_finished", "AllFinished"),
@@ -69,6 +69,9 @@ struct Options {
     cache_for_nanos: Option<u64>,
     cache_key: Option<LitStr>,
     persist: Option<bool>,
+    /// `batch = false` (as 1) or `batch = N`, and where it was written.
+    batch: Option<u32>,
+    batch_key: Option<Ident>,
     /// The option that stores results (`cache_for`, `cache_key` or `persist`), for the
     /// error when the task is also `local`.
     stores: Option<Ident>,
@@ -189,11 +192,22 @@ impl Options {
                         options.stores.get_or_insert(arg.key.clone());
                     }
                 }
+                "batch" => {
+                    options.batch = batch_value(cx, &arg);
+                    options.batch_key = Some(arg.key.clone());
+                }
                 _ => cx.error_spanned_by(
                     &arg.key,
                     format!("unknown task option `{key}`; the options are {OPTIONS}"),
                 ),
             }
+        }
+        if let (Some(_), Some(batch)) = (&options.local, &options.batch_key) {
+            cx.error_spanned_by(
+                batch,
+                "a `local` task runs in this program, never on a cluster, so its runs are never batched: \
+                 remove `batch`",
+            );
         }
         if let (Some(local), Some(stores)) = (&options.local, &options.stores) {
             cx.error_spanned_by(
@@ -205,6 +219,36 @@ impl Options {
             );
         }
         options
+    }
+}
+
+/// `batch = false` (1: every run alone), `batch = true` (the executor decides) or
+/// `batch = N` (at most N runs per unit of work, N ≥ 1).
+fn batch_value(cx: &mut Ctxt, arg: &OptionArg) -> Option<u32> {
+    const HOW: &str = "`batch = false` (each run on a cluster alone) or `batch = 100` (at most 100 runs \
+                       per unit of work)";
+    match require_value(cx, arg, "batch = 100")? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => (!b.value).then_some(1),
+        Expr::Lit(ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<u32>() {
+            Ok(0) => {
+                cx.error_spanned_by(i, format!("`batch = 0` cannot run anything: write {HOW}"));
+                None
+            }
+            Ok(n) => Some(n),
+            Err(_) => {
+                cx.error_spanned_by(
+                    i,
+                    format!("`batch` takes a number of runs from 1 to {}", u32::MAX),
+                );
+                None
+            }
+        },
+        other => {
+            cx.error_spanned_by(other, format!("`batch` takes `false` or a number of runs: {HOW}"));
+            None
+        }
     }
 }
 
@@ -756,6 +800,10 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
     };
+    let batch = match options.batch {
+        Some(n) => quote!(::core::option::Option::Some(#n)),
+        None => quote!(::core::option::Option::None),
+    };
     let doc = format!("Task companion of [`{fn_name}()`]: its name, options and types, for `flow!`.");
 
     quote! {
@@ -790,6 +838,7 @@ fn generate(func: &ItemFn, options: &Options, sig: &Signature) -> TokenStream {
                         cache_for: #cache_for,
                         cache_key: #cache_key,
                         persist: #persist,
+                        batch: #batch,
                     },
                     params: &[#(#p::TaskParam { name: #param_names, ty: #param_ty_texts }),*],
                     output: #output_text,

@@ -110,6 +110,10 @@ pub struct TaskOptions {
     /// `Some(true)` for `#[task(persist)]`, `Some(false)` for `persist = false` (not even
     /// under [`Flow::persist_results`](crate::Flow::persist_results)), `None` to follow the flow.
     pub persist: Option<bool>,
+    /// At most this many runs of the task share one unit of work of a cluster that
+    /// batches short runs (`#[task(batch = 100)]`); `Some(1)` for `#[task(batch = false)]`:
+    /// each run is sent alone. `None`: as the executor decides.
+    pub batch: Option<u32>,
 }
 
 impl TaskOptions {
@@ -127,6 +131,7 @@ impl TaskOptions {
         cache_for: None,
         cache_key: None,
         persist: None,
+        batch: None,
     };
 
     /// Whether results are looked up in, and written to, the cache.
