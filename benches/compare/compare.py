@@ -279,11 +279,25 @@ def local_cluster():
     )
 
 
-def prefect_dask_worker(kind, n):
-    """Prefect 3 with prefect-dask's DaskTaskRunner on a LocalCluster started beforehand."""
+def warm_cluster(*modules):
+    """`local_cluster()` with both workers up and `modules` imported on them: a worker
+    imports a framework's task engine on its first task (seconds), a once-per-cluster
+    cost counted as start-up, as the cluster start is."""
     import importlib
 
     from dask.distributed import Client
+
+    cluster = local_cluster()
+    client = Client(cluster)
+    client.wait_for_workers(2)
+    for module in modules:
+        client.run(importlib.import_module, module)
+    client.close()
+    return cluster
+
+
+def prefect_dask_worker(kind, n):
+    """Prefect 3 with prefect-dask's DaskTaskRunner on a LocalCluster started beforehand."""
     from prefect import flow, task
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -297,14 +311,7 @@ def prefect_dask_worker(kind, n):
     # workers through the environment they inherit, and to the task runs through the
     # settings that the flow serializes into each task's context.
     os.environ["PREFECT_API_URL"] = server.api_url
-    cluster = local_cluster()
-    client = Client(cluster)
-    client.wait_for_workers(2)
-    # A worker imports Prefect's task engine on its first task (seconds): a once-per-
-    # cluster cost, counted as start-up as the cluster start is.
-    client.run(importlib.import_module, "prefect_dask.client")
-    client.run(importlib.import_module, "prefect.task_engine")
-    client.close()
+    cluster = warm_cluster("prefect_dask.client", "prefect.task_engine")
     runner = DaskTaskRunner(address=cluster.scheduler_address)
 
     @task
@@ -333,18 +340,10 @@ def prefect_dask_worker(kind, n):
 
 def prefect1_dask_worker(kind, n):
     """Prefect 1 (.venv-prefect1): `flow.run(executor=DaskExecutor(address=...))`."""
-    import importlib
-
-    from dask.distributed import Client
     from prefect import Flow, task
     from prefect.executors import DaskExecutor
 
-    cluster = local_cluster()
-    client = Client(cluster)
-    client.wait_for_workers(2)
-    # As for Prefect 3: the workers import Prefect's task runner before the timed run.
-    client.run(importlib.import_module, "prefect.engine.task_runner")
-    client.close()
+    cluster = warm_cluster("prefect.engine.task_runner")
 
     @task
     def inc_task(x):

@@ -879,61 +879,45 @@ def main():
         values = [live[k].future for k in keys]
         submissions.put((batch, (frames, routing, keys, values, topic, batch.key)))
 
+    def failure(holder, now, of):
+        # Why the Dask task of `holder` (an attempt or a batch, `of` saying which) ended
+        # without an outcome, or None while it may still give one.
+        future = holder.future
+        status = future.status
+        if status == "cancelled":
+            if client.status != "running":
+                return scheduler_gone()
+            return "the Dask task%s was cancelled on the Dask cluster" % of
+        if status == "error":
+            try:
+                error = future.exception(timeout=1)
+            except Exception as e:  # noqa: BLE001
+                error = e
+            return "the Dask task%s failed: %s: %s" % (of, type(error).__name__, error)
+        if status == "finished":
+            holder.finished_at = holder.finished_at or now
+            if now - holder.finished_at > 30:
+                return "the Dask task%s finished but its outcome never arrived" % of
+        return None
+
     def check_failed():
         # Dask tasks that ended without running their attempt (a worker lost too often,
         # a dependency lost for good, the scheduler gone) have no event: answer them.
         now = time.monotonic()
         for attempt in list(live.values()):
-            future = attempt.future
-            if attempt.answered or future is None:
+            if attempt.answered or attempt.future is None:
                 continue
-            status = future.status
-            if status == "cancelled":
+            message = failure(attempt, now, "")
+            if message is not None:
                 live.pop(attempt.key, None)
-                if client.status != "running":
-                    answer(attempt, refused(attempt.ticket, scheduler_gone()))
-                else:
-                    answer(attempt, refused(attempt.ticket, "the attempt was cancelled on the Dask cluster"))
-            elif status == "error":
-                live.pop(attempt.key, None)
-                try:
-                    error = future.exception(timeout=1)
-                except Exception as e:  # noqa: BLE001
-                    error = e
-                answer(
-                    attempt,
-                    refused(attempt.ticket, "the Dask task failed: %s: %s" % (type(error).__name__, error)),
-                )
-            elif status == "finished":
-                attempt.finished_at = attempt.finished_at or now
-                if now - attempt.finished_at > 30:
-                    live.pop(attempt.key, None)
-                    answer(
-                        attempt,
-                        refused(attempt.ticket, "the Dask task finished but its outcome never arrived"),
-                    )
+                answer(attempt, refused(attempt.ticket, message))
         for batch in list(batches.values()):
-            future = batch.future
-            if future is None:
+            if batch.future is None:
                 continue
-            status = future.status
-            if status == "cancelled":
-                message = scheduler_gone() if client.status != "running" else "the batch was cancelled on the Dask cluster"
-            elif status == "error":
-                try:
-                    error = future.exception(timeout=1)
-                except Exception as e:  # noqa: BLE001
-                    error = e
-                message = "the Dask task of its batch failed: %s: %s" % (type(error).__name__, error)
-            elif status == "finished":
-                batch.finished_at = batch.finished_at or now
-                if now - batch.finished_at <= 30:
-                    continue
-                message = "the Dask task of its batch finished but its outcome never arrived"
-            else:
-                continue
-            # After the outcomes already on their way.
-            inbox.put(("refuse-batch", batch, message))
+            message = failure(batch, now, " of its batch")
+            if message is not None:
+                # After the outcomes already on their way.
+                inbox.put(("refuse-batch", batch, message))
 
     def process(item):
         # A function of its own, so that nothing it read stays referenced: a future
